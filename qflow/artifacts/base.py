@@ -1,0 +1,43 @@
+"""The artifact factory protocol: a name, a format version, save and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class Factory:
+    """Saves and loads one kind of artifact into and from a folder of its own.
+
+    Subclasses set ``name`` (unique in a registry), ``version`` (bump when the on-disk format
+    changes, which invalidates cached artifacts) and ``types`` (the classes it handles, or
+    their dotted names so the library need not be imported), and implement ``save``/``load``.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    types: ClassVar[tuple[type | str, ...]] = ()
+
+    def accepts(self, obj: Any) -> bool:
+        """Whether this factory can save ``obj`` (checked when an annotation picked it)."""
+        return True
+
+    def save(self, obj: Any, path: Path) -> None:
+        """Write ``obj`` into the existing, empty folder ``path``."""
+        raise NotImplementedError
+
+    def load(self, path: Path) -> Any:
+        """Read back what :meth:`save` wrote into ``path``."""
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """What the store records to find this factory again when loading."""
+        return {"name": self.name, "version": self.version}
+
+    @property
+    def ident(self) -> str:
+        """A short text identity, part of cache keys."""
+        return f"{self.name}@{self.version}"
+
+    def __repr__(self) -> str:
+        return f"<factory {self.ident}>"

@@ -1,0 +1,130 @@
+"""Built-in factories for values of the standard library and pydantic models."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from qflow.artifacts.base import Factory
+from qflow.errors import FactoryError
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def is_json(obj: Any, depth: int = 0) -> bool:
+    """Whether ``obj`` survives a JSON round trip unchanged (plain scalars, lists, str-keyed dicts)."""
+    if type(obj) in _SCALARS:
+        return True
+    if depth > 50:
+        return False
+    if type(obj) is list:
+        return all(is_json(v, depth + 1) for v in obj)
+    if type(obj) is dict:
+        return all(type(k) is str and is_json(v, depth + 1) for k, v in obj.items())
+    return False
+
+
+class JsonFactory(Factory):
+    """Plain JSON values: numbers, strings, booleans, None, lists and str-keyed dicts."""
+
+    name = "json"
+    types = (bool, int, float, str, type(None))
+
+    def accepts(self, obj: Any) -> bool:
+        return is_json(obj)
+
+    def save(self, obj: Any, path: Path) -> None:
+        (path / "value.json").write_text(json.dumps(obj))
+
+    def load(self, path: Path) -> Any:
+        return json.loads((path / "value.json").read_text())
+
+
+class BytesFactory(Factory):
+    """Raw ``bytes``."""
+
+    name = "bytes"
+    types = (bytes, bytearray)
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, (bytes, bytearray))
+
+    def save(self, obj: Any, path: Path) -> None:
+        (path / "data.bin").write_bytes(bytes(obj))
+
+    def load(self, path: Path) -> Any:
+        return (path / "data.bin").read_bytes()
+
+
+class PydanticFactory(Factory):
+    """pydantic models, as JSON plus the import path of their class."""
+
+    name = "pydantic"
+    types = (BaseModel,)
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, BaseModel) and "<locals>" not in type(obj).__qualname__
+
+    def save(self, obj: Any, path: Path) -> None:
+        cls = type(obj)
+        (path / "class.txt").write_text(f"{cls.__module__}:{cls.__qualname__}")
+        (path / "model.json").write_text(obj.model_dump_json())
+
+    def load(self, path: Path) -> Any:
+        module, _, qualname = (path / "class.txt").read_text().partition(":")
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        return cls.model_validate_json((path / "model.json").read_text())
+
+
+class PathFactory(Factory):
+    """A file or folder, copied into the store; loading returns the path of the copy."""
+
+    name = "path"
+    types = (Path,)
+
+    def accepts(self, obj: Any) -> bool:
+        return isinstance(obj, Path) and obj.exists()
+
+    def save(self, obj: Any, path: Path) -> None:
+        source = Path(obj)
+        if not source.exists():
+            raise FactoryError(f"Path artifact {source} does not exist.")
+        target = path / "content" / (source.name or "root")
+        target.parent.mkdir()
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    def load(self, path: Path) -> Any:
+        return next((path / "content").iterdir())
+
+
+class PickleFactory(Factory):
+    """Anything else, with cloudpickle: the fallback when no other factory fits."""
+
+    name = "pickle"
+
+    def save(self, obj: Any, path: Path) -> None:
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps(obj, protocol=5)
+        except Exception as exc:
+            raise FactoryError(
+                f"A value of type {type(obj).__qualname__} cannot be pickled: {exc}.",
+                hint="Return plain data, or register a factory for this type (@qflow.factory).",
+            ) from exc
+        (path / "object.pkl").write_bytes(data)
+
+    def load(self, path: Path) -> Any:
+        import cloudpickle
+
+        return cloudpickle.loads((path / "object.pkl").read_bytes())

@@ -1,0 +1,1 @@
+"""Where a project lives and how it is configured."""

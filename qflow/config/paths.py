@@ -1,0 +1,49 @@
+"""Project discovery and the paths of QFlow's local data (``.qflow/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_MARKER = Path("configs") / "project.yaml"
+
+
+def find_project_root(start: Path | str | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``configs/project.yaml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a project (or, outside any project, the working folder) keeps QFlow's data."""
+
+    root: Path
+
+    @classmethod
+    def discover(cls, start: Path | str | None = None) -> Paths:
+        """The project around ``start``, else ``start`` itself (embedded defaults in ``./.qflow``)."""
+        return cls(find_project_root(start) or Path(start or Path.cwd()).resolve())
+
+    @property
+    def data(self) -> Path:
+        """``.qflow/``: store, run records, tracker and tuner databases."""
+        return self.root / ".qflow"
+
+    @property
+    def store(self) -> Path:
+        """The artifact store."""
+        return self.data / "store"
+
+    @property
+    def runs(self) -> Path:
+        """One folder per run: ``runs/<run_id>/record.json``."""
+        return self.data / "runs"
+
+    @property
+    def tracker(self) -> Path:
+        """Tracker data (the file tracker's JSON lines, MLflow's database)."""
+        return self.data / "tracker"

@@ -1,0 +1,1 @@
+"""The workflow language: decorators, proxies and providers."""

@@ -1,0 +1,206 @@
+"""The decorators that make a workflow: ``step``, ``workflow``, ``provider``, ``mixin``.
+
+``@qflow.step`` and ``@qflow.workflow`` turn a class into a frozen pydantic model (its
+annotated fields are its settings, validated on construction). A step's ``apply()`` is wrapped
+so that, while a workflow is being traced, a call with at least one proxy argument becomes a
+graph node instead of running; any other call is plain Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+
+from qflow.dsl.proxy import ACTIVE_TRACER, contains_proxy
+from qflow.errors import GraphBuildError, SettingsError
+
+C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _describe_validation(cls: type, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(getattr(cls, "model_fields", {})) or "none"
+            parts.append(f"unknown field '{field}' (fields: {known})")
+        else:
+            parts.append(f"field '{field}': {err['msg'].lower()}, got {err.get('input')!r}")
+    return f"{cls.__name__}: " + "; ".join(parts) + "."
+
+
+class QFlowModel(BaseModel):
+    """Base of steps, workflows and mixins: validated, immutable settings."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, protected_namespaces=()
+    )
+    _qflow_labels: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise SettingsError(
+                _describe_validation(type(self), exc),
+                hint=f"Check the values given to {type(self).__name__}(...) or in the config.",
+            ) from None
+
+
+class StepBase(QFlowModel):
+    """Base class ``@qflow.step`` adds; ``apply()`` holds the step's logic."""
+
+    __qflow_cache__: bool = True
+    __qflow_version__: str | None = None
+
+
+class WorkflowBase(QFlowModel):
+    """Base class ``@qflow.workflow`` adds; ``run()`` wires the steps together."""
+
+
+def _rebuild(cls: type, base: type[QFlowModel]) -> type:
+    """Recreate ``cls`` as a subclass of ``base`` (a pydantic model) with the same body."""
+    if issubclass(cls, base):
+        return cls
+    if issubclass(cls, QFlowModel):  # it inherits a mixin, so it is a model already
+        keep = {k: cls.__dict__[k] for k in ("__module__", "__qualname__", "__doc__")
+                if k in cls.__dict__}
+        return types.new_class(cls.__name__, (cls, base), {}, lambda ns: ns.update(keep))
+    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    bases = tuple(b for b in cls.__bases__ if b is not object)
+    if not any(issubclass(b, base) for b in bases):
+        bases = (*bases, base)
+    try:
+        return types.new_class(cls.__name__, bases, {}, lambda ns: ns.update(namespace))
+    except TypeError as exc:
+        raise SettingsError(f"{cls.__qualname__} cannot become a QFlow model: {exc}.") from None
+
+
+def _wrap_apply(cls: type) -> None:
+    original = getattr(cls, "apply", None)
+    if original is None or not callable(original):
+        raise GraphBuildError(
+            f"Step {cls.__qualname__} has no apply() method.",
+            hint="Put the step's logic in `def apply(self, ...)`.",
+        )
+    if getattr(original, "__qflow_original__", None) is not None:
+        return
+
+    @functools.wraps(original)
+    def apply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tracer = ACTIVE_TRACER.get()
+        if tracer is not None and (
+            any(contains_proxy(a) for a in args) or any(contains_proxy(v) for v in kwargs.values())
+        ):
+            return tracer.call(self, args, kwargs)
+        return original(self, *args, **kwargs)
+
+    apply.__qflow_original__ = original  # type: ignore[attr-defined]
+    cls.apply = apply
+
+
+@overload
+def step(cls: C, /) -> C: ...
+@overload
+def step(*, cache: bool = True, version: str | None = None) -> Callable[[C], C]: ...
+def step(cls: Any = None, /, *, cache: bool = True, version: str | None = None) -> Any:
+    """Make a class a step: its fields are settings, ``apply()`` computes its outputs.
+
+    Args:
+        cache: ``False`` for a non-deterministic step: it is recomputed on every run.
+        version: a manual salt; change it to force a recompute without editing code.
+    """
+
+    def decorate(c: C) -> C:
+        new = _rebuild(c, StepBase)
+        new.__qflow_cache__ = cache
+        new.__qflow_version__ = version
+        _wrap_apply(new)
+        return new  # type: ignore[return-value]
+
+    return decorate if cls is None else decorate(cls)
+
+
+def workflow(cls: C) -> C:
+    """Make a class a workflow: its fields are parameters, ``run()`` wires steps together."""
+    new = _rebuild(cls, WorkflowBase)
+    if not callable(getattr(new, "run", None)):
+        raise GraphBuildError(
+            f"Workflow {cls.__qualname__} has no run() method.",
+            hint="Define `def run(self, <inputs>) -> <result>` that calls the steps.",
+        )
+    return new  # type: ignore[return-value]
+
+
+def mixin(cls: C) -> C:
+    """Make a class a reusable base for steps and workflows (fields and methods inherited)."""
+    return _rebuild(cls, QFlowModel)  # type: ignore[return-value]
+
+
+def label_info(step_instance: Any, **labels: str) -> Any:
+    """Promote the step's metrics to workflow-level ones: ``label_info(Fit(), train_loss="loss")``.
+
+    Each keyword is a label; its value names a metric the step yields. Returns a copy of the
+    step that carries the labels; call ``.apply(...)`` on it as usual.
+    """
+    if not isinstance(step_instance, StepBase):
+        raise GraphBuildError(
+            f"label_info() takes a step instance, got {type(step_instance).__name__}.",
+            hint="Call it as qflow.label_info(MyStep(...), label='metric').apply(...).",
+        )
+    bad = {k: v for k, v in labels.items() if not isinstance(v, str)}
+    if bad:
+        raise GraphBuildError(f"label_info() labels must name metrics as strings, got {bad!r}.")
+    labelled = step_instance.model_copy()
+    labelled._qflow_labels = {**step_instance._qflow_labels, **labels}
+    return labelled
+
+
+class Provider:
+    """A deferred call of a ``@qflow.provider`` function: a source of a workflow input.
+
+    A provider's cache key covers its code, its arguments and a fingerprint (size and
+    modification time) of every file or folder passed to it as a ``pathlib.Path``.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, cache: bool
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.cache = cache
+        self.name = fn.__name__
+
+    def __repr__(self) -> str:
+        args = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.name}({', '.join(args)})"
+
+    @property
+    def returns(self) -> Any:
+        """The return annotation of the provider function (used to pick a factory)."""
+        return inspect.signature(self.fn, eval_str=True).return_annotation
+
+
+def provider(fn: F | None = None, /, *, cache: bool = True) -> Any:
+    """Make a function a provider: calling it returns a :class:`Provider` for ``run()``'s inputs.
+
+    Args:
+        cache: ``False`` when storing the output would only duplicate data already on disk.
+    """
+
+    def decorate(f: F) -> Callable[..., Provider]:
+        @functools.wraps(f)
+        def make(*args: Any, **kwargs: Any) -> Provider:
+            return Provider(f, args, kwargs, cache=cache)
+
+        make.__qflow_provider__ = f  # type: ignore[attr-defined]
+        return make
+
+    return decorate if fn is None else decorate(fn)

@@ -1,0 +1,113 @@
+"""Graph and Node: what tracing a workflow's ``run()`` produces.
+
+Tracing adds a node only after every node it reads from, so the insertion order is already a
+dependency order; no sorting is needed and no cycle can exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qflow.dsl.proxy import Proxy
+
+
+def proxies_in(value: Any) -> list[Proxy]:
+    """Every proxy inside ``value`` (nested in lists, tuples and dicts), in order."""
+    if isinstance(value, Proxy):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in proxies_in(v)]
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in proxies_in(v)]
+    return []
+
+
+@dataclass
+class Node:
+    """One step call, provider or input value of a workflow.
+
+    Attributes:
+        id: unique name in the graph (the step's class name, ``Fit_2`` for a second call).
+        kind: ``"step"``, ``"provider"`` or ``"input"``.
+        obj: the step instance, the provider, or the input value.
+        inputs: the arguments by parameter name; proxies stand for upstream outputs.
+        outputs: the annotation of each output (several for a ``tuple[...]`` return).
+        labels: workflow-level label -> the step's metric name (``qflow.label_info``).
+        generator: whether ``apply()`` yields runtime info.
+        location: ``file:line`` of the call in ``run()``.
+    """
+
+    id: str
+    kind: str
+    obj: Any
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: list[Any] = field(default_factory=lambda: [Any])
+    labels: dict[str, str] = field(default_factory=dict)
+    generator: bool = False
+    location: str = ""
+
+    @property
+    def upstream(self) -> list[str]:
+        """Ids of the nodes this one reads from, without repeats, in argument order."""
+        return list(dict.fromkeys(p.node for p in proxies_in(self.inputs)))
+
+    @property
+    def title(self) -> str:
+        """What the node is, for people: ``Fit(alpha=0.5)``, ``factory_load(...)``, ``input``."""
+        if self.kind == "step":
+            settings = ", ".join(f"{k}={v!r}" for k, v in self.obj if not k.startswith("_"))
+            return f"{type(self.obj).__name__}({settings})"
+        if self.kind == "provider":
+            return repr(self.obj)
+        return "input"
+
+
+@dataclass
+class Graph:
+    """The nodes of a workflow in dependency order, and the structure of its result."""
+
+    name: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    result: Any = None
+
+    def add(self, node: Node) -> Node:
+        """Insert ``node`` (its upstream nodes must already be in the graph)."""
+        self.nodes[node.id] = node
+        return node
+
+    def unique_id(self, base: str) -> str:
+        """``base``, or ``base_2``, ``base_3``... if already taken."""
+        if base not in self.nodes:
+            return base
+        n = 2
+        while f"{base}_{n}" in self.nodes:
+            n += 1
+        return f"{base}_{n}"
+
+    def downstream(self) -> dict[str, list[str]]:
+        """Node id -> ids of the nodes that read from it."""
+        out: dict[str, list[str]] = {nid: [] for nid in self.nodes}
+        for node in self.nodes.values():
+            for up in node.upstream:
+                out[up].append(node.id)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description: nodes with kind, title and upstream ids; the result's nodes."""
+        return {
+            "name": self.name,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "kind": n.kind,
+                    "title": n.title,
+                    "upstream": n.upstream,
+                    "outputs": len(n.outputs),
+                    "labels": n.labels,
+                    "location": n.location,
+                }
+                for n in self.nodes.values()
+            ],
+            "result": [f"{p.node}[{p.index}]" for p in proxies_in(self.result)],
+        }

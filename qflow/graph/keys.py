@@ -1,0 +1,144 @@
+"""Cache keys: a Merkle hash over what a node's output is made of.
+
+A step's key hashes its identity and code fingerprint, its settings, the *keys* of its
+upstream outputs (never their bytes), plain argument values, and the factories its
+annotations ask for. A provider's key hashes its code, its arguments and a fingerprint of the
+files it reads. Looking a key up therefore costs the same for 1 KB or 100 GB of data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from qflow.dsl.decorators import Provider, StepBase
+from qflow.dsl.proxy import Proxy
+from qflow.graph.fingerprint import code_fingerprint
+from qflow.graph.graph import Node
+
+SCHEME = 1
+PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def digest(material: Any) -> str:
+    """SHA-256 of the canonical JSON of ``material`` (sorted keys, no spaces)."""
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def value_digest(value: Any) -> str:
+    """A stable digest of a plain value (JSON data, bytes, arrays, frames, models, paths)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return digest(["v", value])
+    if isinstance(value, (bytes, bytearray)):
+        return hashlib.sha256(bytes(value)).hexdigest()
+    if isinstance(value, Path):
+        return digest(["path", str(value), path_fingerprint(value)])
+    if isinstance(value, (list, tuple)):
+        return digest([type(value).__name__, [value_digest(v) for v in value]])
+    if isinstance(value, dict):
+        return digest(["dict", sorted((str(k), value_digest(v)) for k, v in value.items())])
+    if isinstance(value, (set, frozenset)):
+        return digest(["set", sorted(value_digest(v) for v in value)])
+    module = type(value).__module__.split(".")[0]
+    if module == "numpy" and hasattr(value, "dtype") and hasattr(value, "tobytes"):
+        import numpy as np
+
+        array = np.ascontiguousarray(value)
+        if not array.dtype.hasobject:
+            return digest(["ndarray", str(array.dtype), array.shape,
+                           hashlib.sha256(array.tobytes()).hexdigest()])
+    if module == "pandas":
+        import pandas as pd
+
+        hashed = pd.util.hash_pandas_object(value, index=True).to_numpy()
+        return digest(["pandas", type(value).__name__, [str(d) for d in getattr(value, "dtypes", [])],
+                       list(map(str, getattr(value, "columns", []))), value_digest(hashed)])
+    if hasattr(value, "model_dump_json"):
+        return digest([type(value).__qualname__, value.model_dump_json()])
+    import cloudpickle
+
+    return hashlib.sha256(cloudpickle.dumps(value)).hexdigest()
+
+
+def path_fingerprint(path: Path) -> Any:
+    """Size and modification time of a file, or of every file under a folder; ``None`` if absent."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_dir():
+        return [st.st_size, st.st_mtime_ns]
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            s = os.stat(full)
+            entries.append([os.path.relpath(full, path), s.st_size, s.st_mtime_ns])
+    return entries
+
+
+def _canonical(value: Any, keys: dict[str, str]) -> Any:
+    """``value`` with proxies replaced by their upstream keys and plain values by digests."""
+    if isinstance(value, Proxy):
+        return {"@": keys[value.node], "i": value.index}
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Proxy) for v in value):
+        return [_canonical(v, keys) for v in value]
+    if isinstance(value, dict) and any(isinstance(v, Proxy) for v in value.values()):
+        return {str(k): _canonical(v, keys) for k, v in value.items()}
+    return {"=": value_digest(value)}
+
+
+def _settings(step: StepBase) -> Any:
+    try:
+        return step.model_dump(mode="json")
+    except Exception:  # settings of arbitrary types: hash them by value
+        return {k: value_digest(v) for k, v in step}
+
+
+def components(node: Node, keys: dict[str, str], factories: list[str | None],
+               root: Path | None = None) -> dict[str, Any]:
+    """What ``node``'s key is made of.
+
+    Args:
+        keys: the keys of its upstream nodes.
+        factories: the identity of the factory each output's annotation asks for, if any.
+        root: the folder relative paths of providers are read from.
+    """
+    if node.kind == "input":
+        return {"scheme": SCHEME, "kind": "input", "value": value_digest(node.obj)}
+    if node.kind == "provider":
+        provider: Provider = node.obj
+        files = {}
+        for i, arg in enumerate([*provider.args, *provider.kwargs.values()]):
+            if isinstance(arg, Path):
+                full = arg if arg.is_absolute() or root is None else root / arg
+                files[str(arg) or str(i)] = path_fingerprint(full)
+        return {
+            "scheme": SCHEME,
+            "kind": "provider",
+            "provider": f"{provider.fn.__module__}:{provider.fn.__qualname__}",
+            "code": code_fingerprint(provider.fn),
+            "args": [value_digest(a) for a in provider.args],
+            "kwargs": {k: value_digest(v) for k, v in provider.kwargs.items()},
+            "files": files,
+            "python": PYTHON,
+        }
+    step: StepBase = node.obj
+    cls = type(step)
+    return {
+        "scheme": SCHEME,
+        "kind": "step",
+        "step": f"{cls.__module__}:{cls.__qualname__}",
+        "code": code_fingerprint(cls),
+        "version": cls.__qflow_version__,
+        "settings": _settings(step),
+        "inputs": {name: _canonical(v, keys) for name, v in node.inputs.items()},
+        "factories": factories,
+        "python": PYTHON,
+    }

@@ -1,0 +1,9 @@
+"""Launchers: where a workflow's nodes compute (in this process, on Dask, in a kernel)."""
+
+from qflow.registry import Registry
+
+launchers: Registry[type] = Registry(
+    "qflow.launchers", {"local": "qflow.launchers.local:LocalLauncher"}
+)
+
+__all__ = ["launchers"]

@@ -1,0 +1,52 @@
+"""The local launcher: every node computes in this process, so breakpoints in ``apply()`` work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qflow.config.paths import Paths
+from qflow.dsl.decorators import WorkflowBase
+from qflow.graph.build import build
+from qflow.runtime.console import Console
+from qflow.runtime.events import NodeRun, Observer, Observers, RunState
+from qflow.runtime.executor import Executor
+from qflow.runtime.record import RunRecorder, new_run_id
+from qflow.store.local import Store
+from qflow.trackers import trackers as tracker_registry
+
+
+class LocalLauncher:
+    """Builds a workflow's graph and computes it in-process against the local store."""
+
+    def __init__(self, paths: Paths | None = None, *, tracker: str | None = "file",
+                 console: bool = True, cache: bool = True,
+                 observers: list[Observer] | None = None) -> None:
+        self.paths = paths or Paths.discover()
+        self.tracker = tracker
+        self.console = console
+        self.cache = cache
+        self.observers = list(observers or [])
+
+    def launch(self, workflow: WorkflowBase, inputs: dict[str, Any] | None = None) -> RunState:
+        """Build and compute ``workflow``; return the finished run (raises on failure)."""
+        graph = build(workflow, inputs)
+        store = Store(self.paths.store)
+        run = RunState(
+            run_id=new_run_id(),
+            workflow=graph.name,
+            parameters=workflow.model_dump(mode="json"),
+            graph=graph,
+            nodes={nid: NodeRun(id=nid, kind=n.kind) for nid, n in graph.nodes.items()},
+            root=self.paths.root,
+        )
+        observers: list[Observer] = [RunRecorder(self.paths.runs)]
+        if self.tracker:
+            tracker_cls = tracker_registry.get(self.tracker)
+            observers.append(tracker_cls(Path(self.paths.tracker) / self.tracker))
+        if self.console:
+            observers.append(Console())
+        observers.extend(self.observers)
+        executor = Executor(graph, store, run, Observers(observers), root=self.paths.root,
+                            cache=self.cache)
+        return executor.execute()

@@ -1,0 +1,23 @@
+"""Built-in providers: sources of workflow inputs (``from qflow import providers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qflow.dsl.decorators import provider
+
+
+@provider(cache=False)
+def factory_load(path: Path) -> Any:
+    """Load an artifact saved with :func:`qflow.save` (a folder written by a factory).
+
+    Its cache key fingerprints the folder's files, so replacing the data re-runs what uses it;
+    its value is read only when a step that uses it must run.
+    """
+    from qflow.artifacts.saved import load
+
+    return load(path)
+
+
+__all__ = ["factory_load"]

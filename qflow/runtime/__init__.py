@@ -1,0 +1,1 @@
+"""What happens while a workflow computes: runtime info events and the executor."""

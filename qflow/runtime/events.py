@@ -1,0 +1,119 @@
+"""The run's state and the observers that watch it (console, run record, trackers, widgets).
+
+Observers implement any of the hook methods of :class:`Observer`; hooks are called with
+keyword arguments only, so a hook that takes ``**_`` keeps working when new ones are added.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from qflow.runtime.info import RuntimeInfo
+
+
+@dataclass
+class NodeRun:
+    """What happened to one node in a run."""
+
+    id: str
+    kind: str
+    status: str = "pending"  # pending | running | ran | cached | failed | skipped
+    key: str | None = None
+    duration: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    components: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for run records and trackers."""
+        return {k: v for k, v in vars(self).items()}
+
+
+@dataclass
+class RunState:
+    """A run as observers see it; ``result`` and ``status`` are set when it ends."""
+
+    run_id: str
+    workflow: str
+    parameters: dict[str, Any]
+    graph: Any
+    nodes: dict[str, NodeRun]
+    root: Any = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    status: str = "running"  # running | succeeded | failed | killed
+    result: Any = None
+    result_key: list[str] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    failed_step: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end (or to now while running)."""
+        return (self.ended or time.time()) - self.started
+
+    def counts(self) -> dict[str, int]:
+        """How many steps and providers are in each status (input values are not counted)."""
+        out: dict[str, int] = {}
+        for node in self.nodes.values():
+            if node.kind == "input":
+                continue
+            out[node.status] = out.get(node.status, 0) + 1
+        return out
+
+
+class Observer:
+    """Base for things that watch runs; every hook is optional and keyword-only."""
+
+    def run_started(self, *, run: RunState, **_: Any) -> None:
+        """The graph is built and keys are about to be computed."""
+
+    def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        """A node starts computing."""
+
+    def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo, **_: Any) -> None:
+        """A computing node yielded runtime info (a metric, progress)."""
+
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        """A node ran, came from the cache, failed or was skipped."""
+
+    def run_finished(self, *, run: RunState, **_: Any) -> None:
+        """The run ended; ``run.status`` says how."""
+
+
+class Observers(Observer):
+    """Several observers called in order; one that raises does not stop the others."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+        self.errors: list[BaseException] = []
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        for obs in self.observers:
+            try:
+                getattr(obs, hook)(**kwargs)
+            except Exception as exc:  # an observer's failure must not fail the run
+                self.errors.append(exc)
+                import warnings
+
+                warnings.warn(f"{type(obs).__name__}.{hook} failed: {exc!r}", RuntimeWarning,
+                              stacklevel=2)
+
+    def run_started(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("run_started", **kwargs)
+
+    def node_started(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("node_started", **kwargs)
+
+    def node_info(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("node_info", **kwargs)
+
+    def node_finished(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("node_finished", **kwargs)
+
+    def run_finished(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("run_finished", **kwargs)

@@ -1,0 +1,108 @@
+"""Run records: ``<data>/runs/<run_id>/`` keeps what a run was and did, for later commands.
+
+``record.json`` is written when the run starts (status ``running``) and replaced atomically
+when it ends; ``graph.json`` holds the built graph; ``nodes.jsonl`` gets a line per finished
+node, so a killed run still shows which steps completed. Each node entry keeps its key and the
+components it was made of, which is how QFlow says why a step ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from qflow.runtime.events import NodeRun, Observer, RunState
+from qflow.store.atomic import atomic_write_bytes
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20261125-153000-1a2b3c``."""
+    return time.strftime("%Y%m%d-%H%M%S-", time.localtime()) + secrets.token_hex(3)
+
+
+def _summary(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    text = repr(value)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class RunRecorder(Observer):
+    """Writes a run's record under ``runs_dir/<run_id>/``."""
+
+    def __init__(self, runs_dir: Path | str) -> None:
+        self.runs_dir = Path(runs_dir)
+        self._nodes_file: Any = None
+
+    def folder(self, run: RunState) -> Path:
+        """The record folder of ``run``."""
+        return self.runs_dir / run.run_id
+
+    def record(self, run: RunState) -> dict[str, Any]:
+        """The JSON document of ``run``."""
+        counts = run.counts()
+        return {
+            "run_id": run.run_id,
+            "workflow": run.workflow,
+            "status": run.status,
+            "started": run.started,
+            "ended": run.ended,
+            "duration": run.duration if run.ended else None,
+            "pid": os.getpid(),
+            "root": str(run.root) if run.root else None,
+            "parameters": run.parameters,
+            "metrics": run.metrics,
+            "result": _summary(run.result),
+            "error": run.error,
+            "failed_step": run.failed_step,
+            "counts": counts,
+            "nodes": {nid: node.to_dict() for nid, node in run.nodes.items()},
+        }
+
+    def _write(self, run: RunState) -> None:
+        data = json.dumps(self.record(run), indent=1, default=repr).encode()
+        atomic_write_bytes(self.folder(run) / "record.json", data)
+
+    def run_started(self, *, run: RunState, **_: Any) -> None:
+        folder = self.folder(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "graph.json").write_text(json.dumps(run.graph.to_dict(), indent=1, default=repr))
+        self._write(run)
+        self._nodes_file = open(folder / "nodes.jsonl", "a", encoding="utf-8")
+
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        if self._nodes_file is not None:
+            entry = {k: v for k, v in node.to_dict().items() if k != "components"}
+            self._nodes_file.write(json.dumps(entry, default=repr) + "\n")
+            self._nodes_file.flush()
+
+    def run_finished(self, *, run: RunState, **_: Any) -> None:
+        if self._nodes_file is not None:
+            self._nodes_file.close()
+            self._nodes_file = None
+        self._write(run)
+
+
+def read_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
+    """The record of ``run_id``."""
+    return json.loads((Path(runs_dir) / run_id / "record.json").read_text())
+
+
+def list_records(runs_dir: Path | str, workflow: str | None = None) -> list[dict[str, Any]]:
+    """Every readable run record (of ``workflow``, if given), newest first."""
+    out = []
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        return out
+    for entry in sorted(folder.iterdir(), reverse=True):
+        try:
+            record = json.loads((entry / "record.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if workflow is None or record.get("workflow") == workflow:
+            out.append(record)
+    return out

@@ -1,0 +1,7 @@
+"""Trackers: sinks of runs (parameters, metrics, status), registered by name."""
+
+from qflow.registry import Registry
+
+trackers: Registry[type] = Registry("qflow.trackers", {"file": "qflow.trackers.file:FileTracker"})
+
+__all__ = ["trackers"]

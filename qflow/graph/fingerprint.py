@@ -108,6 +108,8 @@ def is_library(obj: Any) -> bool:
     if name.split(".")[0] == "qflow":
         return True
     module = obj if isinstance(obj, types.ModuleType) else sys.modules.get(name)
+    if module is None:  # code executed outside any imported module: treat it as the user's
+        return name.split(".")[0] in sys.stdlib_module_names
     path = getattr(module, "__file__", None)
     return path is None or path.startswith(_LIBRARY_DIRS)
 

@@ -211,8 +211,10 @@ class Executor:
         if not self._cacheable(node):
             record.reasons = ["caching is off for this step" if self.cache else "caching is off"]
         else:
-            record.reasons = explain(self.previous.get(node.id), comps, upstream) or [
-                "artifact missing from the store"]
+            previous = self.previous.get(node.id)
+            record.reasons = explain(previous, comps, upstream) or [
+                "it failed last time" if previous and previous.get("_failed")
+                else "artifact missing from the store"]
         self._compute(node, record, save=self._cacheable(node))
         if not self._cacheable(node):  # downstream keys must see what this run produced
             outputs = [self.values[(node.id, i)] for i in range(len(node.outputs))]
@@ -249,8 +251,9 @@ class Executor:
             try:
                 self.store.flush()
             finally:
-                self.previous.update({nid: rec.components for nid, rec in run.nodes.items()
-                                      if rec.status in ("ran", "cached") and rec.components})
+                for nid, rec in run.nodes.items():
+                    if rec.components and rec.status in ("ran", "cached", "failed"):
+                        self.previous[nid] = {**rec.components, "_failed": rec.status == "failed"}
                 self.store.write_index(scope, self.previous)
                 run.ended = time.time()
                 self.observer.run_finished(run=run)

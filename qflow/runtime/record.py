@@ -20,8 +20,10 @@ from qflow.store.atomic import atomic_write_bytes
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: ``20261125-153000-1a2b3c``."""
-    return time.strftime("%Y%m%d-%H%M%S-", time.localtime()) + secrets.token_hex(3)
+    """A unique run id that sorts by start time: ``20261125-153000-042-1a2b3c`` (ms, random)."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
 def _summary(value: Any) -> Any:

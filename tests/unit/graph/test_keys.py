@@ -1,0 +1,206 @@
+"""Cache keys change exactly when what a step's output is made of changes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from qflow.graph.build import build
+from qflow.graph.keys import components, digest, value_digest
+
+BASE = '''
+import qflow
+import helpers
+from helpers import deep_scale
+
+THRESHOLD = 0.5
+
+
+def local_helper(x):
+    """Doubles x."""
+    return x * 2
+
+
+def unused(x):
+    return x - 1
+
+
+@qflow.step
+class Prepare:
+    def apply(self, data: list) -> list:
+        return [local_helper(v) for v in data]
+
+
+@qflow.step
+class Fit:
+    alpha: float = 1.0
+
+    def apply(self, prepared: list) -> float:
+        # a comment
+        return deep_scale(sum(prepared)) * self.alpha + THRESHOLD
+
+
+@qflow.step
+class Report:
+    def apply(self, score: float) -> str:
+        return helpers.describe(score)
+
+
+@qflow.workflow
+class W:
+    alpha: float = 1.0
+
+    def run(self, data: list = [1, 2, 3]) -> str:
+        prepared = Prepare().apply(data)
+        score = Fit(alpha=self.alpha).apply(prepared)
+        return Report().apply(score)
+'''
+
+HELPERS = '''
+def scale(x):
+    return x * 10
+
+
+def deep_scale(x):
+    return scale(x) + 1
+
+
+def describe(score):
+    return f"score={score}"
+'''
+
+
+def keys_of(tmp_path: Path, name: str, source: str = BASE, helpers: str = HELPERS,
+            **params: object) -> dict[str, str]:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "flow.py").write_text(textwrap.dedent(source))
+    (folder / "helpers.py").write_text(textwrap.dedent(helpers))
+    for module in ("flow", "helpers"):
+        sys.modules.pop(module, None)
+    sys.path.insert(0, str(folder))
+    try:
+        module = importlib.import_module("flow")
+        graph = build(module.W(**params))
+        keys: dict[str, str] = {}
+        for node in graph.nodes.values():
+            keys[node.id] = digest(components(node, keys, [None] * len(node.outputs)))
+        return keys
+    finally:
+        sys.path.remove(str(folder))
+        for module_name in ("flow", "helpers"):
+            sys.modules.pop(module_name, None)
+
+
+def changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {n for n in a if a[n] != b[n]}
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict[str, str]:
+    return keys_of(tmp_path, "base")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("return [local_helper(v) for v in data]", "return [local_helper(v) + 0 for v in data]",
+         {"Prepare", "Fit", "Report"}),
+        ("return x * 2", "return x * 3", {"Prepare", "Fit", "Report"}),  # helper, same module
+        ("THRESHOLD = 0.5", "THRESHOLD = 0.6", {"Fit", "Report"}),  # module constant
+        ("# a comment", "# another comment", set()),  # comments do not count
+        ('"""Doubles x."""', '"""Doubles x, documented."""', set()),  # nor docstrings
+        ("return x - 1", "return x - 2", set()),  # an unreachable function does not count
+        ("alpha: float = 1.0\n", "alpha: float = 1.0\n    beta: int = 0\n", {"Fit", "Report"}),
+    ],
+)
+def test_code_edits_change_exactly_the_affected_keys(tmp_path, base, old, new, expected):
+    assert old in BASE
+    edited = keys_of(tmp_path, "edited", BASE.replace(old, new))
+    assert changed(base, edited) == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("return x * 10", "return x * 11", {"Fit", "Report"}),  # two calls deep, other module
+        ("return scale(x) + 1", "return scale(x) + 2", {"Fit", "Report"}),
+        ('f"score={score}"', 'f"score: {score}"', {"Report"}),  # used through the module
+    ],
+)
+def test_helper_edits_in_another_module(tmp_path, base, old, new, expected):
+    edited = keys_of(tmp_path, "edited", helpers=HELPERS.replace(old, new))
+    assert changed(base, edited) == expected
+
+
+def test_settings_and_inputs_change_their_node_and_everything_downstream(tmp_path, base):
+    assert changed(base, keys_of(tmp_path, "alpha", alpha=0.5)) == {"Fit", "Report"}
+    default = BASE.replace("data: list = [1, 2, 3]", "data: list = [1, 2, 4]")
+    assert changed(base, keys_of(tmp_path, "data", default)) == {"data", "Prepare", "Fit", "Report"}
+
+
+def test_same_code_same_keys(tmp_path, base):
+    assert keys_of(tmp_path, "again") == base
+
+
+def test_keys_are_stable_across_processes_and_hash_seeds(tmp_path):
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from tests.unit.graph.test_keys import keys_of;"
+        "from pathlib import Path;"
+        "print(json.dumps(keys_of(Path(sys.argv[2]), 'p')))"
+    )
+    out = []
+    for seed, folder in (("0", "a"), ("12345", "b")):
+        (tmp_path / folder).mkdir()
+        proc = subprocess.run([sys.executable, "-c", script, str(Path.cwd()), str(tmp_path / folder)],
+                              capture_output=True, text=True, env={"PYTHONHASHSEED": seed,
+                                                                   "PATH": "/usr/bin:/bin"},
+                              cwd=Path(__file__).resolve().parents[3])
+        assert proc.returncode == 0, proc.stderr
+        out.append(json.loads(proc.stdout))
+    assert out[0] == out[1]
+
+
+def test_library_versions_are_part_of_the_fingerprint():
+    import numpy as np
+
+    from qflow.graph.fingerprint import code_fingerprint
+
+    def uses_numpy(x):
+        return np.sum(x)
+
+    assert code_fingerprint(uses_numpy)["lib:numpy"] == np.__version__
+
+
+def test_closure_values_count():
+    from qflow.graph.fingerprint import code_fingerprint
+
+    def make(factor):
+        def scaled(x):
+            return x * factor
+        return scaled
+
+    assert code_fingerprint(make(2)) != code_fingerprint(make(3))
+    assert code_fingerprint(make(2)) == code_fingerprint(make(2))
+
+
+def test_value_digests_are_canonical():
+    import numpy as np
+    import pandas as pd
+
+    assert value_digest({"a": 1, "b": 2}) == value_digest({"b": 2, "a": 1})
+    assert value_digest({1, 2, 3}) == value_digest({3, 2, 1})
+    assert value_digest([1, 2]) != value_digest((1, 2))
+    assert value_digest(np.arange(3)) == value_digest(np.arange(3))
+    assert value_digest(np.arange(3)) != value_digest(np.arange(3, dtype="int32"))
+    frame = pd.DataFrame({"a": [1, 2]})
+    assert value_digest(frame) == value_digest(frame.copy())
+    assert value_digest(frame) != value_digest(frame.rename(columns={"a": "b"}))
+    assert value_digest(1) != value_digest("1") != value_digest(1.0)

@@ -1,0 +1,202 @@
+"""The executor in-process: caching, laziness, failures, metrics, run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Generator
+
+import pytest
+
+import qflow
+from qflow.errors import StepError
+from qflow.trackers.file import FileTracker
+
+RAN: list[str] = []
+
+
+@qflow.step
+class Source:
+    n: int = 3
+
+    def apply(self, seed: int) -> list:
+        RAN.append("Source")
+        return list(range(seed, seed + self.n))
+
+
+@qflow.step
+class Split:
+    def apply(self, values: list) -> tuple[list, list]:
+        RAN.append("Split")
+        return values[:1], values[1:]
+
+
+@qflow.step
+class Train:
+    alpha: float = 1.0
+
+    def apply(self, train: list, test: list) -> Generator[qflow.RuntimeInfo, None, float]:
+        RAN.append("Train")
+        bar = qflow.ProgressBar(name="epoch", total=2)
+        for epoch in range(2):
+            yield qflow.Metric(name="loss", value=1.0 / (epoch + 1), step=epoch)
+            yield bar.update(1)
+        yield qflow.Metric(name="size", value=len(test))
+        return self.alpha * sum(train + test)
+
+
+@qflow.step(cache=False)
+class Noise:
+    def apply(self, x: float) -> float:
+        RAN.append("Noise")
+        return x
+
+
+@qflow.workflow
+class Flow:
+    alpha: float = 1.0
+    n: int = 3
+
+    def run(self, seed: int = 1) -> Generator[qflow.RuntimeInfo, None, float]:
+        values = Source(n=self.n).apply(seed)
+        train, test = Split().apply(values)
+        score = yield from qflow.label_info(Train(alpha=self.alpha), loss="loss").apply(train, test)
+        return score
+
+
+def run(workflow, root: Path, **kwargs):
+    RAN.clear()
+    return qflow.run(workflow, root=root, console=False, **kwargs)
+
+
+def test_first_run_computes_second_run_loads_nothing_but_the_result(tmp_path):
+    first = run(Flow(), tmp_path)
+    assert first.status == "succeeded" and first.result == 6.0
+    assert RAN == ["Source", "Split", "Train"]
+    assert first.metrics == {"loss": 0.5}
+    assert first.nodes["Train"].reasons == ["never computed"]
+    second = run(Flow(), tmp_path)
+    assert RAN == [] and second.result == 6.0 and second.metrics == {"loss": 0.5}
+    assert {n: r.status for n, r in second.nodes.items() if r.kind == "step"} == {
+        "Source": "cached", "Split": "cached", "Train": "cached"}
+
+
+def test_parameter_change_reruns_only_dependent_steps_and_says_why(tmp_path):
+    run(Flow(), tmp_path)
+    again = run(Flow(alpha=2.0), tmp_path)
+    assert RAN == ["Train"] and again.result == 12.0
+    assert again.nodes["Train"].reasons == ["setting `alpha` 1.0 → 2.0"]
+    more = run(Flow(n=4), tmp_path)
+    assert RAN == ["Source", "Split", "Train"]
+    assert more.nodes["Split"].reasons == ["upstream `Source` changed"]
+
+
+def test_input_override(tmp_path):
+    assert run(Flow(), tmp_path, inputs={"seed": 10}).result == 33.0
+
+
+def test_run_record_and_file_tracker(tmp_path):
+    state = run(Flow(), tmp_path)
+    folder = tmp_path / ".qflow/runs" / state.run_id
+    record = json.loads((folder / "record.json").read_text())
+    assert record["status"] == "succeeded" and record["result"] == 6.0
+    assert record["parameters"] == {"alpha": 1.0, "n": 3}
+    assert record["counts"] == {"ran": 3}
+    train = record["nodes"]["Train"]
+    assert train["status"] == "ran" and train["key"] and train["duration"] >= 0
+    assert train["components"]["settings"] == {"alpha": 1.0}
+    assert [m["value"] for m in train["metrics"] if m["name"] == "loss"] == [1.0, 0.5]
+    graph = json.loads((folder / "graph.json").read_text())
+    assert [n["id"] for n in graph["nodes"]] == ["seed", "Source", "Split", "Train"]
+    lines = (folder / "nodes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["Source", "Split", "Train"]
+    events = FileTracker.read(tmp_path / ".qflow/tracker/file" / f"{state.run_id}.jsonl")
+    assert [e["event"] for e in events] == ["start", "node", "node", "node", "end"]
+    assert events[-1]["status"] == "succeeded" and events[-1]["metrics"] == {"loss": 0.5}
+
+
+def test_failing_step_fails_the_run_keeps_finished_steps_and_resumes(tmp_path):
+    @qflow.step
+    class Boom:
+        def apply(self, values: list) -> int:
+            RAN.append("Boom")
+            raise ValueError("bad values")
+
+    @qflow.workflow
+    class Fails:
+        def run(self, seed: int = 1) -> int:
+            return Boom().apply(Source().apply(seed))
+
+    with pytest.raises(StepError) as err:
+        run(Fails(), tmp_path)
+    assert err.value.step == "Boom" and "ValueError: bad values" in str(err.value)
+    assert isinstance(err.value.__cause__, ValueError)
+    record = json.loads((tmp_path / ".qflow/runs" / err.value.run_id / "record.json").read_text())
+    assert record["status"] == "failed" and record["failed_step"] == "Boom"
+    assert record["nodes"]["Source"]["status"] == "ran"
+    assert "bad values" in record["nodes"]["Boom"]["error"]
+    with pytest.raises(StepError):
+        run(Fails(), tmp_path)
+    assert RAN == ["Boom"]  # Source came from the cache
+
+
+def test_wrong_number_of_outputs_is_a_step_error(tmp_path):
+    @qflow.step
+    class Pair:
+        def apply(self, x: int) -> tuple[int, int]:
+            return x
+
+    @qflow.workflow
+    class W:
+        def run(self, x: int = 1) -> int:
+            a, b = Pair().apply(x)
+            return a
+
+    with pytest.raises(StepError, match="tuple of 2 outputs but returned int"):
+        run(W(), tmp_path)
+
+
+def test_unsaveable_output_fails_the_step_with_its_name(tmp_path):
+    import threading
+
+    @qflow.step
+    class Locky:
+        def apply(self, x: int) -> object:
+            return threading.Lock()
+
+    @qflow.workflow
+    class W:
+        def run(self, x: int = 1) -> object:
+            return Locky().apply(x)
+
+    with pytest.raises(StepError, match="Step 'Locky'.*cannot be saved.*cannot be pickled"):
+        run(W(), tmp_path)
+
+
+def test_uncached_step_always_runs_and_downstream_sees_its_output(tmp_path):
+    @qflow.workflow
+    class W:
+        def run(self, seed: int = 1) -> float:
+            values = Source().apply(seed)
+            train, test = Split().apply(values)
+            return Noise().apply(train)
+
+    run(W(), tmp_path)
+    run(W(), tmp_path)
+    assert RAN == ["Noise"]
+
+
+def test_cache_off_recomputes_everything_and_stores_nothing(tmp_path):
+    run(Flow(), tmp_path, cache=False)
+    assert RAN == ["Source", "Split", "Train"]
+    assert not (tmp_path / ".qflow/store/objects").exists()
+
+
+def test_corrupted_upstream_is_recomputed_when_needed(tmp_path):
+    first = run(Flow(), tmp_path)
+    key = first.nodes["Split"].key
+    data = next((tmp_path / ".qflow/store/objects" / key[:2] / key).glob("out1/*.json"))
+    data.write_text("[999]")  # same file, different bytes: the checksum no longer matches
+    second = run(Flow(alpha=3.0), tmp_path)  # Train must run, so Split's outputs are loaded
+    assert RAN == ["Split", "Train"] and second.result == 18.0
+    assert "corrupt" in second.nodes["Split"].reasons[0]

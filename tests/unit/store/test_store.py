@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qflow.errors import IntegrityError, StoreError
+from qflow.store.local import Store
+
+KEY = "ab" + "0" * 62
+
+
+def test_save_has_load_and_manifest(tmp_path):
+    store = Store(tmp_path / "store")
+    assert not store.has(KEY)
+    store.save(KEY, [({"a": 1}, None), (np.arange(5), None)], {"node": "Split", "metrics": []})
+    assert store.has(KEY)
+    store.flush()
+    assert (tmp_path / "store/objects/ab" / KEY / "manifest.json").is_file()
+    fresh = Store(tmp_path / "store")  # another process's view: verifies checksums on load
+    assert fresh.load(KEY, 0) == {"a": 1}
+    np.testing.assert_array_equal(fresh.load(KEY, 1), np.arange(5))
+    manifest = fresh.manifest(KEY)
+    assert manifest["node"] == "Split" and [o["name"] for o in manifest["outputs"]] == ["json", "numpy"]
+    assert all(len(digest) == 64 for _, digest in manifest["files"].values())
+    with pytest.raises(StoreError, match="has 2 outputs"):
+        fresh.load(KEY, 2)
+
+
+def test_nothing_is_left_in_tmp_after_commit(tmp_path):
+    store = Store(tmp_path)
+    for i in range(20):
+        store.save(f"{i:02x}" + "1" * 62, [(i, None)], {})
+    store.flush()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert len(list((tmp_path / "objects").glob("*/*/manifest.json"))) == 20
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "delete"])
+def test_damaged_artifact_is_detected_and_quarantined(tmp_path, damage):
+    store = Store(tmp_path)
+    store.save(KEY, [(np.arange(1000, dtype="int64"), None)], {})
+    store.flush()
+    data = tmp_path / "objects/ab" / KEY / "out0/array.npy"
+    if damage == "truncate":
+        os.truncate(data, data.stat().st_size // 2)
+    elif damage == "flip":
+        with open(data, "r+b") as f:
+            f.seek(200)
+            byte = f.read(1)
+            f.seek(200)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    elif damage == "empty":
+        os.truncate(data, 0)
+    else:
+        data.unlink()
+    fresh = Store(tmp_path)
+    with pytest.raises(IntegrityError, match="out0/array.npy"):
+        fresh.load(KEY)
+    assert not fresh.has(KEY)
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+
+
+def test_unreadable_manifest_is_an_integrity_error(tmp_path):
+    store = Store(tmp_path)
+    store.save(KEY, [(1, None)], {})
+    store.flush()
+    (tmp_path / "objects/ab" / KEY / "manifest.json").write_text("{broken json")
+    with pytest.raises(IntegrityError, match="manifest.json"):
+        Store(tmp_path).load(KEY)
+
+
+def test_invalid_keys_never_become_paths(tmp_path):
+    store = Store(tmp_path)
+    for key in ["../../evil", "/abs", "ABCDEF0123", "short"]:
+        with pytest.raises(StoreError, match="Invalid artifact key"):
+            store.has(key)
+
+
+def test_leftovers_of_dead_writers_are_removed(tmp_path):
+    Store(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    leftover = tmp_path / "tmp" / f"{dead}-deadbeef"
+    leftover.mkdir()
+    mine = tmp_path / "tmp" / f"{os.getpid()}-cafe"
+    mine.mkdir()
+    Store(tmp_path)
+    assert not leftover.exists() and mine.exists()
+
+
+WRITER = """
+import sys
+from qflow.store.local import Store
+store = Store(sys.argv[1])
+for i in range(30):
+    store.save(f"{i:02x}" + "2" * 62, [(list(range(i * 100)), None)], {"writer": sys.argv[2]})
+store.flush()
+"""
+
+
+def test_concurrent_writers_of_the_same_keys(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(n)])
+             for n in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    store = Store(tmp_path)
+    objects = list((tmp_path / "objects").glob("*/*"))
+    assert len(objects) == 30
+    for i in range(30):
+        assert store.load(f"{i:02x}" + "2" * 62) == list(range(i * 100))
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_index_documents(tmp_path):
+    store = Store(tmp_path)
+    assert store.read_index("w") == {}
+    store.write_index("w", {"Fit": {"code": {}}})
+    assert store.read_index("w") == {"Fit": {"code": {}}}
+    (tmp_path / "index/w.json").write_text("{oops")
+    assert store.read_index("w") == {}

@@ -41,3 +41,27 @@ class Factory:
 
     def __repr__(self) -> str:
         return f"<factory {self.ident}>"
+
+
+class BlobFactory(Factory):
+    """A factory whose artifact is one blob of bytes made in memory.
+
+    Subclasses implement :meth:`dumps` and :meth:`loads`; the store keeps such an artifact as a
+    single file (its manifest and the bytes), the cheapest thing a file system can create.
+    """
+
+    filename: ClassVar[str] = "data.bin"
+
+    def dumps(self, obj: Any) -> bytes:
+        """The bytes of ``obj``."""
+        raise NotImplementedError
+
+    def loads(self, data: bytes) -> Any:
+        """The object :meth:`dumps` made ``data`` from."""
+        raise NotImplementedError
+
+    def save(self, obj: Any, path: Path) -> None:
+        (path / self.filename).write_bytes(self.dumps(obj))
+
+    def load(self, path: Path) -> Any:
+        return self.loads((path / self.filename).read_bytes())

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from qflow.artifacts.base import Factory
+from qflow.artifacts.base import BlobFactory, Factory
 from qflow.errors import FactoryError
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -29,23 +29,24 @@ def is_json(obj: Any, depth: int = 0) -> bool:
     return False
 
 
-class JsonFactory(Factory):
+class JsonFactory(BlobFactory):
     """Plain JSON values: numbers, strings, booleans, None, lists and str-keyed dicts."""
 
     name = "json"
     types = (bool, int, float, str, type(None))
+    filename = "value.json"
 
     def accepts(self, obj: Any) -> bool:
         return is_json(obj)
 
-    def save(self, obj: Any, path: Path) -> None:
-        (path / "value.json").write_text(json.dumps(obj))
+    def dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj).encode()
 
-    def load(self, path: Path) -> Any:
-        return json.loads((path / "value.json").read_text())
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
 
 
-class BytesFactory(Factory):
+class BytesFactory(BlobFactory):
     """Raw ``bytes``."""
 
     name = "bytes"
@@ -54,33 +55,35 @@ class BytesFactory(Factory):
     def accepts(self, obj: Any) -> bool:
         return isinstance(obj, (bytes, bytearray))
 
-    def save(self, obj: Any, path: Path) -> None:
-        (path / "data.bin").write_bytes(bytes(obj))
+    def dumps(self, obj: Any) -> bytes:
+        return bytes(obj)
 
-    def load(self, path: Path) -> Any:
-        return (path / "data.bin").read_bytes()
+    def loads(self, data: bytes) -> Any:
+        return data
 
 
-class PydanticFactory(Factory):
+class PydanticFactory(BlobFactory):
     """pydantic models, as JSON plus the import path of their class."""
 
     name = "pydantic"
     types = (BaseModel,)
+    filename = "model.json"
 
     def accepts(self, obj: Any) -> bool:
         return isinstance(obj, BaseModel) and "<locals>" not in type(obj).__qualname__
 
-    def save(self, obj: Any, path: Path) -> None:
+    def dumps(self, obj: Any) -> bytes:
         cls = type(obj)
-        (path / "class.txt").write_text(f"{cls.__module__}:{cls.__qualname__}")
-        (path / "model.json").write_text(obj.model_dump_json())
+        return json.dumps({"class": f"{cls.__module__}:{cls.__qualname__}",
+                           "model": obj.model_dump(mode="json")}).encode()
 
-    def load(self, path: Path) -> Any:
-        module, _, qualname = (path / "class.txt").read_text().partition(":")
+    def loads(self, data: bytes) -> Any:
+        document = json.loads(data)
+        module, _, qualname = document["class"].partition(":")
         cls: Any = importlib.import_module(module)
         for part in qualname.split("."):
             cls = getattr(cls, part)
-        return cls.model_validate_json((path / "model.json").read_text())
+        return cls.model_validate(document["model"])
 
 
 class PathFactory(Factory):
@@ -107,24 +110,24 @@ class PathFactory(Factory):
         return next((path / "content").iterdir())
 
 
-class PickleFactory(Factory):
+class PickleFactory(BlobFactory):
     """Anything else, with cloudpickle: the fallback when no other factory fits."""
 
     name = "pickle"
+    filename = "object.pkl"
 
-    def save(self, obj: Any, path: Path) -> None:
+    def dumps(self, obj: Any) -> bytes:
         import cloudpickle
 
         try:
-            data = cloudpickle.dumps(obj, protocol=5)
+            return cloudpickle.dumps(obj, protocol=5)
         except Exception as exc:
             raise FactoryError(
                 f"A value of type {type(obj).__qualname__} cannot be pickled: {exc}.",
                 hint="Return plain data, or register a factory for this type (@qflow.factory).",
             ) from exc
-        (path / "object.pkl").write_bytes(data)
 
-    def load(self, path: Path) -> Any:
+    def loads(self, data: bytes) -> Any:
         import cloudpickle
 
-        return cloudpickle.loads((path / "object.pkl").read_bytes())
+        return cloudpickle.loads(data)

@@ -82,6 +82,12 @@ def _rebuild(cls: type, base: type[QFlowModel]) -> type:
         raise SettingsError(f"{cls.__qualname__} cannot become a QFlow model: {exc}.") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(fn)``, remembered (steps are called many times)."""
+    return inspect.signature(fn)
+
+
 def _wrap_apply(cls: type) -> None:
     original = getattr(cls, "apply", None)
     if original is None or not callable(original):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import builtins
 import collections.abc
+import functools
 import inspect
 import os
 import typing
 from typing import Any
 
-from qflow.dsl.decorators import Provider, WorkflowBase
+from qflow.dsl.decorators import Provider, WorkflowBase, signature
 from qflow.dsl.proxy import ACTIVE_TRACER, PendingGenerator, Proxy, Tracer, user_location
 from qflow.errors import GraphBuildError
 from qflow.graph.graph import Graph, Node
@@ -83,6 +84,12 @@ def _output_annotations(ret: Any) -> list[Any]:
     return [ret]
 
 
+@functools.lru_cache(maxsize=4096)
+def _outputs(fn: Any) -> tuple[bool, list[Any]]:
+    generator = inspect.isgeneratorfunction(fn)
+    return generator, _output_annotations(_returned(fn, generator))
+
+
 def _where() -> str:
     filename, lineno, _ = user_location()
     return f"{os.path.basename(filename)}:{lineno}"
@@ -102,14 +109,14 @@ class _GraphTracer(Tracer):
                     hint=f"Write `x = yield from {value.step}(...).apply(...)`.",
                 )
         original = cls.apply.__qflow_original__
+        sig = signature(original)
         try:
-            bound = inspect.signature(original).bind(step, *args, **kwargs)
+            bound = sig.bind(step, *args, **kwargs)
         except TypeError as exc:
             raise GraphBuildError(f"{_where()}: {cls.__name__}.apply(): {exc}.") from None
         inputs = dict(bound.arguments)
-        inputs.pop(next(iter(inspect.signature(original).parameters)))
-        generator = inspect.isgeneratorfunction(original)
-        annotations = _output_annotations(_returned(original, generator))
+        inputs.pop(next(iter(sig.parameters)))
+        generator, annotations = _outputs(original)
         node = self.graph.add(
             Node(
                 id=self.graph.unique_id(cls.__name__),

@@ -70,6 +70,7 @@ class Graph:
     name: str
     nodes: dict[str, Node] = field(default_factory=dict)
     result: Any = None
+    _suffixes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def add(self, node: Node) -> Node:
         """Insert ``node`` (its upstream nodes must already be in the graph)."""
@@ -80,9 +81,10 @@ class Graph:
         """``base``, or ``base_2``, ``base_3``... if already taken."""
         if base not in self.nodes:
             return base
-        n = 2
+        n = self._suffixes.get(base, 1) + 1
         while f"{base}_{n}" in self.nodes:
             n += 1
+        self._suffixes[base] = n
         return f"{base}_{n}"
 
     def downstream(self) -> dict[str, list[str]]:

@@ -8,13 +8,13 @@ outputs are saved. Only values a running node or the result needs are ever loade
 
 from __future__ import annotations
 
-import inspect
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from qflow.artifacts.registry import FactoryRegistry
+from qflow.dsl.decorators import signature
 from qflow.dsl.proxy import Proxy
 from qflow.errors import FactoryError, IntegrityError, QFlowError, StepError
 from qflow.graph.explain import explain
@@ -93,8 +93,9 @@ class Executor:
             return provider.fn(*args, **kwargs)
         step = node.obj
         fn = type(step).apply.__qflow_original__
-        bound = inspect.signature(fn).bind_partial()
-        bound.arguments = {next(iter(inspect.signature(fn).parameters)): step,
+        sig = signature(fn)
+        bound = sig.bind_partial()
+        bound.arguments = {next(iter(sig.parameters)): step,
                            **{k: self.materialise(v) for k, v in node.inputs.items()}}
         output = fn(*bound.args, **bound.kwargs)
         if not node.generator:

@@ -66,13 +66,13 @@ class RunRecorder(Observer):
         }
 
     def _write(self, run: RunState) -> None:
-        data = json.dumps(self.record(run), indent=1, default=repr).encode()
+        data = json.dumps(self.record(run), default=repr).encode()
         atomic_write_bytes(self.folder(run) / "record.json", data)
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         folder = self.folder(run)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "graph.json").write_text(json.dumps(run.graph.to_dict(), indent=1, default=repr))
+        (folder / "graph.json").write_text(json.dumps(run.graph.to_dict(), default=repr))
         self._write(run)
         self._nodes_file = open(folder / "nodes.jsonl", "a", encoding="utf-8")
 

@@ -1,9 +1,11 @@
-"""Durable, atomic publication of files and folders: write aside, fsync, rename.
+"""Atomic publication of files and folders (write aside, rename) and durability (sync).
 
-Folders of new artifacts are committed by a background thread in batches: one ``syncfs``
-(or an ``fsync`` per file where ``syncfs`` is missing) makes a whole batch durable before any
-of its folders is renamed into place, so the cost of durability does not grow with the
-number of small steps and a crash never leaves a half-written artifact under its final name.
+An artifact's folder is written under a temporary name and renamed into place when complete,
+so a killed process never leaves a half-written artifact under its final name. Making the
+bytes durable against power loss is done once per run, not once per step: one ``syncfs`` of
+the store's file system (or an ``fsync`` per file where ``syncfs`` is missing) when the run
+ends. Artifacts are verified against their checksums when loaded, so one damaged by a power
+cut before that sync is detected and recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import queue
 import shutil
 import threading
 from pathlib import Path
@@ -57,7 +58,7 @@ _SYNCFS = _load_syncfs()
 
 
 def sync_tree(root: Path, folders: list[Path]) -> None:
-    """Flush every file under ``folders`` (all on ``root``'s file system) to disk."""
+    """Flush ``folders`` and files (all on ``root``'s file system) and their entries to disk."""
     if _SYNCFS is not None:
         fd = os.open(root, os.O_RDONLY)
         try:
@@ -66,72 +67,30 @@ def sync_tree(root: Path, folders: list[Path]) -> None:
         finally:
             os.close(fd)
     for folder in folders:
+        if folder.is_file():
+            with open(folder, "rb") as f:
+                os.fsync(f.fileno())
+            continue
         for dirpath, _, filenames in os.walk(folder):
             for filename in filenames:
                 with open(os.path.join(dirpath, filename), "rb") as f:
                     os.fsync(f.fileno())
+            fsync_dir(Path(dirpath))
+    for parent in {f.parent for f in folders}:
+        fsync_dir(parent)
 
 
-class Committer:
-    """Renames finished temporary folders to their final names, durably, in a background thread."""
+def publish(tmp: Path, final: Path) -> bool:
+    """Rename the finished file or folder ``tmp`` to ``final``; ``False`` if another was first.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._queue: queue.Queue[tuple[Path, Path]] = queue.Queue()
-        self._pending: dict[Path, Path] = {}
-        self._lock = threading.Lock()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    def submit(self, tmp: Path, final: Path) -> None:
-        """Queue ``tmp`` to become ``final``; returns at once."""
-        with self._lock:
-            self._pending[final] = tmp
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="qflow-commit", daemon=True)
-                self._thread.start()
-        self._queue.put((tmp, final))
-
-    def pending(self, final: Path) -> Path | None:
-        """The temporary folder that will become ``final``, if it is not committed yet."""
-        return self._pending.get(final)
-
-    def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # reported by flush()
-                self._error = exc
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    def _commit(self, batch: list[tuple[Path, Path]]) -> None:
-        sync_tree(self.root, [tmp for tmp, _ in batch])
-        parents = set()
-        for tmp, final in batch:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process committed it first
-            parents.add(final.parent)
-            with self._lock:
-                self._pending.pop(final, None)
-        for parent in parents:
-            fsync_dir(parent)
-
-    def flush(self) -> None:
-        """Wait until everything submitted is committed; re-raise a commit failure."""
-        self._queue.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+    Readers see the whole folder or nothing: a killed process leaves only ``tmp`` behind.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # the same content, committed by someone else
+        return False
+    return True

@@ -93,13 +93,22 @@ def test_bad_parameters_are_clear_errors(project):
     assert not (project / ".qflow/runs").exists()
 
 
-def test_truncated_artifact_is_detected_and_recomputed(project):
+def test_truncated_artifacts_are_detected_and_recomputed(project):
     first = run(project)
-    key = first["nodes"]["Evaluate"]["key"]
-    folder = project / ".qflow/store/objects" / key[:2] / key
-    data = next(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
-    os.truncate(data, data.stat().st_size // 2)
+    store = project / ".qflow/store/objects"
+    evaluate = first["nodes"]["Evaluate"]["key"]
+    blob = store / evaluate[:2] / f"{evaluate}.blob"  # a float: one file
+    os.truncate(blob, blob.stat().st_size - 3)
     second = run(project)
     assert ran(second) == {"Evaluate"} and second["result"] == first["result"]
     assert "corrupt" in second["nodes"]["Evaluate"]["reasons"][0]
-    assert len(list((project / ".qflow/store/quarantine").iterdir())) == 1
+
+    scale = first["nodes"]["Scale"]["key"]
+    array = store / scale[:2] / scale / "out0" / "array.npy"  # two arrays: a folder
+    os.truncate(array, array.stat().st_size // 2)
+    third = run(project)  # nothing needs Scale's arrays, so nothing reads them
+    assert ran(third) == set()
+    fourth = run(project, "epochs=5")  # Fit must run: it loads them, finds the damage
+    assert ran(fourth) == {"Scale", "Fit", "Evaluate"}
+    assert "corrupt" in fourth["nodes"]["Scale"]["reasons"][0]
+    assert len(list((project / ".qflow/store/quarantine").iterdir())) == 2

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +36,18 @@ def test_nothing_is_left_in_tmp_after_commit(tmp_path):
         store.save(f"{i:02x}" + "1" * 62, [(i, None)], {})
     store.flush()
     assert list((tmp_path / "tmp").iterdir()) == []
-    assert len(list((tmp_path / "objects").glob("*/*/manifest.json"))) == 20
+    assert len(list((tmp_path / "objects").glob("*/*.blob"))) == 20  # small values: one file each
+
+
+def test_blob_objects_are_checked_too(tmp_path):
+    store = Store(tmp_path)
+    store.save(KEY, [({"weights": list(range(100))}, None)], {"node": "Fit"})
+    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
+    assert blob.is_file() and store.manifest(KEY)["node"] == "Fit"
+    os.truncate(blob, blob.stat().st_size - 5)
+    with pytest.raises(IntegrityError, match="blob has"):
+        Store(tmp_path).load(KEY)
+    assert not store.has(KEY)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "delete"])
@@ -46,7 +55,7 @@ def test_damaged_artifact_is_detected_and_quarantined(tmp_path, damage):
     store = Store(tmp_path)
     store.save(KEY, [(np.arange(1000, dtype="int64"), None)], {})
     store.flush()
-    data = tmp_path / "objects/ab" / KEY / "out0/array.npy"
+    data = tmp_path / "objects/ab" / KEY / "array.npy"
     if damage == "truncate":
         os.truncate(data, data.stat().st_size // 2)
     elif damage == "flip":
@@ -60,19 +69,23 @@ def test_damaged_artifact_is_detected_and_quarantined(tmp_path, damage):
     else:
         data.unlink()
     fresh = Store(tmp_path)
-    with pytest.raises(IntegrityError, match="out0/array.npy"):
+    with pytest.raises(IntegrityError, match="file array.npy"):
         fresh.load(KEY)
     assert not fresh.has(KEY)
     assert len(list((tmp_path / "quarantine").iterdir())) == 1
 
 
-def test_unreadable_manifest_is_an_integrity_error(tmp_path):
+def test_unreadable_manifest_or_header_is_an_integrity_error(tmp_path):
     store = Store(tmp_path)
-    store.save(KEY, [(1, None)], {})
-    store.flush()
+    store.save(KEY, [(np.arange(3), None)], {})
     (tmp_path / "objects/ab" / KEY / "manifest.json").write_text("{broken json")
     with pytest.raises(IntegrityError, match="manifest.json"):
         Store(tmp_path).load(KEY)
+    store.save(KEY, [(1, None)], {})
+    (tmp_path / "objects/ab" / f"{KEY}.blob").write_bytes(b'{"broken": \n1')
+    with pytest.raises(IntegrityError, match="unreadable header"):
+        Store(tmp_path).load(KEY)
+    assert len(list((tmp_path / "quarantine").iterdir())) == 2
 
 
 def test_invalid_keys_never_become_paths(tmp_path):
@@ -109,7 +122,7 @@ def test_concurrent_writers_of_the_same_keys(tmp_path):
              for n in range(4)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     store = Store(tmp_path)
-    objects = list((tmp_path / "objects").glob("*/*"))
+    objects = list((tmp_path / "objects").glob("*/*.blob"))
     assert len(objects) == 30
     for i in range(30):
         assert store.load(f"{i:02x}" + "2" * 62) == list(range(i * 100))

@@ -5,7 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit e2e lint bench clean
+.PHONY: install system demo test unit e2e lint bench clean
+
+# System packages: graphviz's `dot` renders `qflow visualise` (installed with apt-get when
+# running as root where apt exists; elsewhere QFlow writes DOT and says how to install it).
+system:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else echo "graphviz is not installed: qflow visualise will write DOT files"; fi; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +21,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system
 
 demo: $(STAMP)
 	cd examples/digits && ../../$(PY) workflow.py
 
-test: $(STAMP) lint
+test: $(STAMP) system lint
 	$(PY) -m pytest -n 2 tests
 
 unit: $(STAMP)

@@ -17,27 +17,49 @@ disk by a key of its code, settings and inputs::
 
     qflow.run(Example())
 
-Importing ``qflow`` loads no heavy library (no numpy, pandas, mlflow, IPython...).
+``import qflow`` is nearly free: each public name is imported on first use, so the ``qflow``
+command starts fast and no heavy library (numpy, pandas, MLflow, IPython...) is loaded.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from qflow import providers
-from qflow.artifacts.base import Factory
-from qflow.artifacts.registry import default_registry as registry
-from qflow.artifacts.registry import factory
-from qflow.artifacts.saved import load, save
-from qflow.cli.launch import launch
-from qflow.dsl.decorators import label_info, mixin, provider, step, workflow
-from qflow.errors import QFlowError
-from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
-
 if TYPE_CHECKING:
-    from qflow.runtime.events import RunState
+    from qflow import providers
+    from qflow.artifacts.base import Factory
+    from qflow.artifacts.registry import default_registry as registry
+    from qflow.artifacts.registry import factory
+    from qflow.artifacts.saved import load, save
+    from qflow.cli.launch import launch
+    from qflow.dsl.decorators import label_info, mixin, provider, step, workflow
+    from qflow.errors import QFlowError
+    from qflow.launchers.local import run
+    from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Factory": "qflow.artifacts.base:Factory",
+    "Metric": "qflow.runtime.info:Metric",
+    "Progress": "qflow.runtime.info:Progress",
+    "ProgressBar": "qflow.runtime.info:ProgressBar",
+    "QFlowError": "qflow.errors:QFlowError",
+    "RuntimeInfo": "qflow.runtime.info:RuntimeInfo",
+    "factory": "qflow.artifacts.registry:factory",
+    "label_info": "qflow.dsl.decorators:label_info",
+    "launch": "qflow.cli.launch:launch",
+    "load": "qflow.artifacts.saved:load",
+    "mixin": "qflow.dsl.decorators:mixin",
+    "provider": "qflow.dsl.decorators:provider",
+    "providers": "qflow.providers",
+    "registry": "qflow.artifacts.registry:default_registry",
+    "run": "qflow.launchers.local:run",
+    "save": "qflow.artifacts.saved:save",
+    "step": "qflow.dsl.decorators:step",
+    "workflow": "qflow.dsl.decorators:workflow",
+}
 
 __all__ = [
     "Factory",
@@ -62,21 +84,17 @@ __all__ = [
 ]
 
 
-def run(workflow: Any, *, inputs: dict[str, Any] | None = None, cache: bool = True,
-        console: bool = True, tracker: str | None = "file", root: Any = None) -> RunState:
-    """Compute ``workflow`` (an instance) in this process and return the finished run.
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'qflow' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = importlib.import_module(module_name)
+    if attr:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
 
-    Args:
-        inputs: values or providers for ``run()``'s inputs, overriding its defaults.
-        cache: ``False`` recomputes every step and stores nothing.
-        console: print a line per step and progress bars.
-        tracker: the tracker to record the run in (``None`` for none).
-        root: the project (or folder) whose ``.qflow/`` to use; found from the working folder
-            by default.
-    """
-    from qflow.config.paths import Paths
-    from qflow.launchers.local import LocalLauncher
 
-    paths = Paths.discover(root)
-    launcher = LocalLauncher(paths, tracker=tracker, console=console, cache=cache)
-    return launcher.launch(workflow, inputs)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

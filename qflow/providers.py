@@ -20,4 +20,14 @@ def factory_load(path: Path) -> Any:
     return load(path)
 
 
-__all__ = ["factory_load"]
+@provider(cache=False)
+def file(path: Path) -> Path:
+    """A file or folder the steps read themselves; they receive its absolute path.
+
+    The cache key fingerprints it (size and modification time of every file), so editing the
+    data re-runs the steps that read it.
+    """
+    return Path(path)
+
+
+__all__ = ["factory_load", "file"]

@@ -24,7 +24,7 @@ from qflow.artifacts.builtin import (
 )
 from qflow.artifacts.composite import KINDS, CompositeFactory
 from qflow.errors import FactoryError
-from qflow.registry import Registry, load_object
+from qflow.plugins import Registry, load_object
 
 F = TypeVar("F", bound=type[Factory])
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from qflow.config.paths import find_project_root
 from qflow.errors import ConfigError, QFlowError, StepError
 
 USAGE = """\
@@ -62,10 +64,22 @@ def report_error(exc: QFlowError, stream: Any = None) -> None:
         print(f"Hint: {exc.hint}", file=stream)
 
 
+def _project_folder(workflow_cls: Any) -> tuple[Path, Path] | None:
+    """The project root and workflow folder of a workflow file that has a config.yaml."""
+    file = getattr(sys.modules.get(workflow_cls.__module__), "__file__", None)
+    if not file:
+        return None
+    folder = Path(file).resolve().parent
+    root = find_project_root(folder)
+    return (root, folder) if root and (folder / "config.yaml").is_file() else None
+
+
 def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
     """Run ``workflow_cls`` from the command line; exits the process on failure.
 
-    Returns the finished run (``RunState``) when it succeeds, so IDE users can inspect it.
+    Inside a project (a ``config.yaml`` beside the file), the run composes the project's
+    configuration exactly as ``qflow run -w NAME`` does. Returns the finished run
+    (``RunState``) when it succeeds, so IDE users can inspect it.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     prog = sys.argv[0] if sys.argv and sys.argv[0] else "workflow.py"
@@ -83,6 +97,13 @@ def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
         bad = [a for a in args if a.startswith("-")]
         if bad:
             raise ConfigError(f"Unknown option {bad[0]}.", hint=f"See `python {prog} --help`.")
+        project = _project_folder(workflow_cls)
+        if project is not None:
+            from qflow.cli.workflows import run_workflow
+
+            fields = getattr(workflow_cls, "model_fields", {})
+            overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
+            return run_workflow(*project, overrides, cls=workflow_cls, cache=cache)
         params = parse_overrides(workflow_cls, args)
         workflow = workflow_cls(**params)
         from qflow.launchers.local import LocalLauncher

@@ -1,33 +1,107 @@
-"""The ``qflow`` command."""
+"""The ``qflow`` command: a Typer app whose sub-commands are imported only when used.
+
+``COMMANDS`` is a static table, so ``qflow --help`` lists every command with its one-line
+help without importing any command module (nor Hydra, pydantic or a tracker library).
+"""
 
 from __future__ import annotations
 
-import sys
+import functools
+import importlib
+from typing import Annotated, Any
 
-HELP = """\
-Usage: qflow [OPTIONS] COMMAND [ARGS]...
+import typer
+from typer.core import TyperCommand, TyperGroup
 
-  QFlow: a Jupyter-first workflow platform for machine-learning work.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "configure": ("qflow.cli.configure:configure", "Configure new component for Qflow project"),
+    "init": ("qflow.cli.init:init", "Create a new Qflow project"),
+    "new": ("qflow.cli.new:new", "Create a new workflow"),
+    "ps": ("qflow.cli.ps:ps", "List runs for the workflow"),
+    "run": ("qflow.cli.run:run", "Run a workflow"),
+    "teardown": ("qflow.cli.configure:teardown", "Tear down selected configuration"),
+    "tune": ("qflow.cli.tune:tune", "Tune hyperparameters"),
+    "visualise": ("qflow.cli.visualise:visualise", "Visualise workflow execution graph"),
+}
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+_state = {"debug": False}
 
-Options:
-  -V, --version  Show the version and exit.
-  -h, --help     Show this message and exit.
 
-Run a workflow file directly with `python workflows/NAME/workflow.py [NAME=VALUE ...]`.
-"""
+def _guard(function: Any) -> Any:
+    """Turn QFlow's errors into one clear message and an exit code (1: a step, 2: a mistake)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from qflow.errors import QFlowError, StepError
+
+        try:
+            return function(*args, **kwargs)
+        except QFlowError as exc:
+            if _state["debug"]:
+                raise
+            from qflow.cli.launch import report_error
+
+            report_error(exc)
+            raise typer.Exit(1 if isinstance(exc, StepError) else 2) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``qflow`` console script."""
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-V", "--version"):
+class LazyGroup(TyperGroup):
+    """Lists commands from ``COMMANDS``; imports a command's module only to run it."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in COMMANDS:
+            return args[0], self.load(args[0]), args[1:]
+        return super().resolve_command(ctx, args)
+
+    @staticmethod
+    def load(name: str) -> Any:
+        """The real command ``name``, built from its module's function."""
+        module_name, _, attr = COMMANDS[name][0].partition(":")
+        function = getattr(importlib.import_module(module_name), attr)
+        sub = typer.Typer(add_completion=False, context_settings=CONTEXT)
+        sub.command(name=name, context_settings=CONTEXT)(_guard(function))
+        return typer.main.get_command(sub)
+
+
+app = typer.Typer(cls=LazyGroup, add_completion=False, context_settings=CONTEXT,
+                  no_args_is_help=True, help="Qflow CLI interface")
+
+
+def _version(value: bool) -> None:
+    if value:
         from qflow import __version__
 
-        print(f"qflow {__version__}")
-        return 0
-    print(HELP)
-    return 0 if not args or args[0] in ("-h", "--help") else 2
+        typer.echo(f"qflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("-V", "--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Qflow CLI interface."""
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Entry point of the ``qflow`` console script."""
+    app(prog_name="qflow")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -22,6 +22,7 @@ class Paths:
     """Where a project (or, outside any project, the working folder) keeps QFlow's data."""
 
     root: Path
+    data_dir: str = ".qflow"
 
     @classmethod
     def discover(cls, start: Path | str | None = None) -> Paths:
@@ -30,8 +31,8 @@ class Paths:
 
     @property
     def data(self) -> Path:
-        """``.qflow/``: store, run records, tracker and tuner databases."""
-        return self.root / ".qflow"
+        """``.qflow/`` (or the project's ``paths.data``): store, runs, tracker and tuner data."""
+        return self.root / self.data_dir
 
     @property
     def store(self) -> Path:

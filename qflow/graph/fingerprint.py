@@ -17,6 +17,7 @@ import ast
 import functools
 import hashlib
 import inspect
+import os
 import sys
 import sysconfig
 import textwrap
@@ -29,6 +30,26 @@ _LIBRARY_DIRS = tuple(
     {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
 )
 _memo: dict[Any, dict[str, str]] = {}
+FILE_MODULE_PREFIX = "_qflow_file_"
+
+
+def module_label(name: str) -> str:
+    """How module ``name`` is called in keys.
+
+    A script run as ``__main__`` and a workflow file that QFlow imports by path (as
+    ``_qflow_file_<stem>``) are both called after their file, so ``python workflow.py`` and
+    ``qflow run`` compute the same keys and share the cache.
+    """
+    if name == "__main__" or name.startswith(FILE_MODULE_PREFIX):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file:
+            return os.path.splitext(os.path.basename(file))[0]
+    return name
+
+
+def qualified(obj: Any) -> str:
+    """``module:qualname`` of a class or function, with :func:`module_label`'s module name."""
+    return f"{module_label(getattr(obj, '__module__', '') or '')}:{obj.__qualname__}"
 
 
 def _digest(text: str | bytes) -> str:
@@ -145,13 +166,13 @@ class _Walker:
         elif isinstance(obj, types.FunctionType):
             self.visit_function(obj)
         elif isinstance(obj, types.ModuleType):
-            self.out[obj.__name__] = source_digest(obj)
+            self.out[module_label(obj.__name__)] = source_digest(obj)
 
     def value(self, name: str, value: Any) -> None:
         self.out[name] = _digest(repr(value))
 
     def visit_class(self, cls: type) -> None:
-        self.out[f"{cls.__module__}:{cls.__qualname__}"] = source_digest(cls)
+        self.out[qualified(cls)] = source_digest(cls)
         for base in cls.__mro__[1:]:
             self.visit(base)
         for attr in vars(cls).values():
@@ -167,9 +188,9 @@ class _Walker:
             self.follow(fn)
 
     def visit_function(self, fn: types.FunctionType) -> None:
-        self.out[f"{fn.__module__}:{fn.__qualname__}"] = source_digest(fn)
+        self.out[qualified(fn)] = source_digest(fn)
         if fn.__defaults__ or fn.__kwdefaults__:
-            self.value(f"{fn.__module__}:{fn.__qualname__}.defaults",
+            self.value(f"{qualified(fn)}.defaults",
                        (fn.__defaults__, fn.__kwdefaults__))
         self.follow(fn)
 
@@ -177,14 +198,14 @@ class _Walker:
         """Visit what ``fn`` reads from its globals and closure."""
         for name in sorted(_global_names(fn.__code__)):
             if name in fn.__globals__:
-                self.reference(f"{fn.__module__}:{name}", fn.__globals__[name])
+                self.reference(f"{module_label(fn.__module__)}:{name}", fn.__globals__[name])
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
             try:
                 content = cell.cell_contents
             except ValueError:
                 continue
             if name != "__class__":  # the cell zero-argument super() uses
-                self.reference(f"{fn.__module__}:{fn.__qualname__}.{name}", content)
+                self.reference(f"{qualified(fn)}.{name}", content)
 
     def reference(self, name: str, value: Any) -> None:
         if isinstance(value, _CONSTANTS) or (

@@ -17,7 +17,7 @@ from typing import Any
 
 from qflow.dsl.decorators import Provider, StepBase
 from qflow.dsl.proxy import Proxy
-from qflow.graph.fingerprint import code_fingerprint
+from qflow.graph.fingerprint import code_fingerprint, qualified
 from qflow.graph.graph import Node
 
 SCHEME = 1
@@ -122,7 +122,7 @@ def components(node: Node, keys: dict[str, str], factories: list[str | None],
         return {
             "scheme": SCHEME,
             "kind": "provider",
-            "provider": f"{provider.fn.__module__}:{provider.fn.__qualname__}",
+            "provider": qualified(provider.fn),
             "code": code_fingerprint(provider.fn),
             "args": [value_digest(a) for a in provider.args],
             "kwargs": {k: value_digest(v) for k, v in provider.kwargs.items()},
@@ -134,7 +134,7 @@ def components(node: Node, keys: dict[str, str], factories: list[str | None],
     return {
         "scheme": SCHEME,
         "kind": "step",
-        "step": f"{cls.__module__}:{cls.__qualname__}",
+        "step": qualified(cls),
         "code": code_fingerprint(cls),
         "version": cls.__qflow_version__,
         "settings": _settings(step),

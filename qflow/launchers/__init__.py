@@ -1,6 +1,6 @@
 """Launchers: where a workflow's nodes compute (in this process, on Dask, in a kernel)."""
 
-from qflow.registry import Registry
+from qflow.plugins import Registry
 
 launchers: Registry[type] = Registry(
     "qflow.launchers", {"local": "qflow.launchers.local:LocalLauncher"}

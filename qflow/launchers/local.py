@@ -28,21 +28,26 @@ class LocalLauncher:
         self.cache = cache
         self.observers = list(observers or [])
 
-    def launch(self, workflow: WorkflowBase, inputs: dict[str, Any] | None = None) -> RunState:
-        """Build and compute ``workflow``; return the finished run (raises on failure)."""
+    def launch(self, workflow: WorkflowBase, inputs: dict[str, Any] | None = None, *,
+               name: str | None = None) -> RunState:
+        """Build and compute ``workflow``; return the finished run (raises on failure).
+
+        ``name`` is what run records call the workflow (a project's workflow folder name);
+        the class name by default.
+        """
+        tracker_cls = tracker_registry.get(self.tracker) if self.tracker else None
         graph = build(workflow, inputs)
         store = Store(self.paths.store)
         run = RunState(
             run_id=new_run_id(),
-            workflow=graph.name,
+            workflow=name or graph.name,
             parameters=workflow.model_dump(mode="json"),
             graph=graph,
             nodes={nid: NodeRun(id=nid, kind=n.kind) for nid, n in graph.nodes.items()},
             root=self.paths.root,
         )
         observers: list[Observer] = [RunRecorder(self.paths.runs)]
-        if self.tracker:
-            tracker_cls = tracker_registry.get(self.tracker)
+        if tracker_cls is not None:
             observers.append(tracker_cls(Path(self.paths.tracker) / self.tracker))
         if self.console:
             observers.append(Console())
@@ -50,3 +55,23 @@ class LocalLauncher:
         executor = Executor(graph, store, run, Observers(observers), root=self.paths.root,
                             cache=self.cache)
         return executor.execute()
+
+
+def run(workflow: WorkflowBase, *, inputs: dict[str, Any] | None = None, cache: bool = True,
+        console: bool = True, tracker: str | None = "file", root: Path | str | None = None
+        ) -> RunState:
+    """Compute ``workflow`` (an instance) in this process and return the finished run.
+
+    Args:
+        inputs: values or providers for ``run()``'s inputs, overriding its defaults.
+        cache: ``False`` recomputes every step and stores nothing.
+        console: print a line per step and progress bars.
+        tracker: the tracker to record the run in (``None`` for none).
+        root: the project (or folder) whose ``.qflow/`` to use; found from the working folder
+            by default.
+
+    Raises:
+        StepError: a step failed; the run record says which and keeps what finished.
+    """
+    launcher = LocalLauncher(Paths.discover(root), tracker=tracker, console=console, cache=cache)
+    return launcher.launch(workflow, inputs)

@@ -19,7 +19,7 @@ class NodeRun:
 
     id: str
     kind: str
-    status: str = "pending"  # pending | running | ran | cached | failed | skipped
+    status: str = "pending"  # pending | running | ran | cached | failed | skipped | input
     key: str | None = None
     duration: float = 0.0
     reasons: list[str] = field(default_factory=list)

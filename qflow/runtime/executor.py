@@ -196,7 +196,7 @@ class Executor:
         key = digest(comps)
         record.key = self.keys[node.id] = key
         if node.kind == "input" or (node.kind == "provider" and not node.obj.cache):
-            record.status = "cached" if node.kind == "provider" else "ran"
+            record.status = "cached" if node.kind == "provider" else "input"
             return
         if self._cacheable(node) and self.store.has(key):
             record.status = "cached"

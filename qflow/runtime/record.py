@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.store.atomic import atomic_write_bytes
+from qflow.store.atomic import atomic_write_bytes, process_alive
 
 
 def new_run_id() -> str:
@@ -87,6 +87,14 @@ class RunRecorder(Observer):
             self._nodes_file.close()
             self._nodes_file = None
         self._write(run)
+
+
+def effective_status(record: dict[str, Any]) -> str:
+    """The record's status, or ``crashed`` for a run still marked running whose process is gone."""
+    status = str(record.get("status"))
+    if status == "running" and record.get("pid") and not process_alive(int(record["pid"])):
+        return "crashed"
+    return status
 
 
 def read_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:

@@ -19,6 +19,17 @@ import threading
 from pathlib import Path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (owners of temporary files, runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fsync_dir(path: Path) -> None:
     """Make the entries of folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

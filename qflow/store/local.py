@@ -29,7 +29,7 @@ from typing import Any
 from qflow.artifacts.base import BlobFactory
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.store.atomic import atomic_write_bytes, publish, sync_tree
+from qflow.store.atomic import atomic_write_bytes, process_alive, publish, sync_tree
 
 VERIFY_LIMIT = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
@@ -52,16 +52,6 @@ def _checksums(folder: str | Path, prefix: str) -> Any:
             yield from _checksums(entry.path, f"{prefix}{entry.name}/")
         else:
             yield f"{prefix}{entry.name}", [entry.stat().st_size, _sha256(Path(entry.path))]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Store:
@@ -89,7 +79,7 @@ class Store:
         """Remove what processes that died mid-write left in ``tmp/``."""
         for entry in os.scandir(self._tmp):
             pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:

@@ -1,6 +1,6 @@
 """Trackers: sinks of runs (parameters, metrics, status), registered by name."""
 
-from qflow.registry import Registry
+from qflow.plugins import Registry
 
 trackers: Registry[type] = Registry("qflow.trackers", {"file": "qflow.trackers.file:FileTracker"})
 

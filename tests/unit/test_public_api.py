@@ -15,6 +15,7 @@ HEAVY = ["numpy", "pandas", "pyarrow", "mlflow", "optuna", "papermill", "nbclien
 
 def test_all_is_sorted_and_exported():
     assert qflow.__all__ == sorted(qflow.__all__)
+    assert set(qflow.__all__) == {*qflow._EXPORTS, "__version__"}
     for name in qflow.__all__:
         assert hasattr(qflow, name), name
 

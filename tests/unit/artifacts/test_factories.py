@@ -11,7 +11,7 @@ from pydantic import BaseModel
 import qflow
 from qflow.artifacts.registry import FactoryRegistry
 from qflow.errors import FactoryError
-from qflow.registry import Registry
+from qflow.plugins import Registry
 
 
 class Point(BaseModel):

@@ -1,0 +1,84 @@
+"""``qflow configure`` and ``qflow teardown``: add, switch and remove project components."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+Component = Annotated[str, typer.Option("-c", "--component",
+                                        help="COMPONENT[=CHOICE], e.g. tracker=mlflow "
+                                             "(components: tracker, launcher, tuner, paths).")]
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def configure(
+    component: Component,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A setting as KEY=VALUE (repeatable); prompted for when interactive.")] = None,
+) -> None:
+    """Configure new component for Qflow project and make it the project's default."""
+    from qflow.cli.workflows import project_root
+    from qflow.config.loader import parse_value
+    from qflow.errors import ConfigError
+    from qflow.project import components as comp
+
+    root = project_root()
+    name, choice_name = comp.parse(component)
+    if choice_name is None:
+        if not _interactive():
+            raise ConfigError(f"Say which {name} to use: -c {name}=CHOICE "
+                              f"(choices: {', '.join(comp.choices(name))}).")
+        choice_name = typer.prompt(f"{name} ({', '.join(comp.choices(name))})",
+                                   default=comp.current(root, name))
+        comp.parse(f"{name}={choice_name}")
+    choice = comp.Choice(name, choice_name)
+    given = {}
+    for item in set_ or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in comp.settings_of(choice):
+            raise ConfigError(f"Unknown setting {item!r} for {name} {choice_name}; settings: "
+                              f"{', '.join(comp.settings_of(choice)) or 'none'}.")
+        given[key] = parse_value(raw)
+    if _interactive():
+        for key in comp.settings_of(choice):
+            if key not in given:
+                answer = typer.prompt(f"{name}.{key} (empty for the default)", default="",
+                                      show_default=False)
+                if answer:
+                    given[key] = parse_value(answer)
+    path = comp.write_config(root, choice, given)
+    comp.set_default(root, choice)
+    typer.echo(f"Wrote {path.relative_to(root)}; the project's {name} is now {choice_name}.")
+
+
+def teardown(
+    component: Component,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Also delete the component's local "
+                                      "data without asking.")] = False,
+) -> None:
+    """Tear down selected configuration: remove its config and, once confirmed, its local data."""
+    from qflow.cli.workflows import project_root
+    from qflow.project import components as comp
+
+    root = project_root()
+    name, choice_name = comp.parse(component)
+    choice = comp.Choice(name, choice_name or comp.current(root, name))
+    for line in comp.remove(root, choice):
+        typer.echo(line)
+    users = comp.workflows_overriding(root, choice)
+    if users:
+        typer.echo(f"Warning: workflows {', '.join(users)} still select {name} {choice.name} in "
+                   "their config.yaml (`override ...`); edit them.", err=True)
+    data = choice.data_dir(root)
+    if data is None or not data.exists():
+        return
+    if yes or (_interactive() and typer.confirm(f"Delete {data.relative_to(root)}?")):
+        comp.remove_data(data)
+        typer.echo(f"Deleted {data.relative_to(root)}")
+    else:
+        typer.echo(f"Kept {data.relative_to(root)} (pass --yes to delete it).")

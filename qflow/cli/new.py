@@ -1,0 +1,21 @@
+"""``qflow new``: add a workflow to the project."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def new(
+    workflow: Annotated[str, typer.Option("-w", "--workflow", help="Name of the workflow "
+                                          "(a Python identifier).")],
+) -> None:
+    """Create a new workflow: workflows/NAME/workflow.py and config.yaml, ready to run."""
+    from qflow.cli.workflows import project_root
+    from qflow.project.scaffold import new_workflow
+
+    root = project_root()
+    folder = new_workflow(root, workflow)
+    typer.echo(f"Created workflow {workflow} in {folder}")
+    typer.echo(f"  qflow run -w {workflow}")

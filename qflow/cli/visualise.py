@@ -1,0 +1,66 @@
+"""``qflow visualise``: draw a workflow's graph (built, never run) with Graphviz."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+FORMATS = ("svg", "png", "dot")
+
+
+def visualise(
+    workflow: Annotated[str, typer.Option("-w", "--workflow", help="The workflow to draw.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write "
+                      "(default: .qflow/graphs/NAME.FORMAT).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="svg, png or dot.")] = "svg",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Colour nodes by their status "
+                                               "in this run.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, as for run.")] = None,
+) -> None:
+    """Visualise workflow execution graph: steps, providers, inputs and the artifacts between them."""
+    from qflow.cli.workflows import prepare, project_root, workflow_dir
+    from qflow.config.paths import Paths
+    from qflow.errors import ConfigError
+    from qflow.graph.build import build
+    from qflow.graph.dot import to_dot
+    from qflow.runtime.record import effective_status, read_record
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"Unknown format {fmt!r}; formats: {', '.join(FORMATS)}.")
+    root = project_root()
+    folder = workflow_dir(root, workflow)
+    config, instance, inputs = prepare(root, folder, list(overrides or []))
+    paths = Paths(root, config.settings.paths.data)
+    statuses = None
+    if run_id:
+        try:
+            record = read_record(paths.runs, run_id)
+        except (OSError, ValueError):
+            raise ConfigError(f"No run {run_id!r} in {paths.runs}.",
+                              hint=f"List the runs with `qflow ps -w {workflow}`.") from None
+        if record.get("workflow") != workflow:
+            raise ConfigError(f"Run {run_id} is a run of {record.get('workflow')!r}, not {workflow!r}.")
+        statuses = {nid: n["status"] for nid, n in record["nodes"].items()}
+        if effective_status(record) == "crashed":
+            statuses = {k: ("crashed" if v in ("pending", "running") else v) for k, v in statuses.items()}
+    dot = to_dot(build(instance, inputs), statuses)
+    target = output or paths.data / "graphs" / f"{workflow}.{fmt}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "dot":
+        target.write_text(dot)
+    elif shutil.which("dot") is None:
+        target = target.with_suffix(".dot")
+        target.write_text(dot)
+        typer.echo("Graphviz's `dot` program is not installed, so the graph is written as DOT. "
+                   "Install graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
+                   "install graphviz) to get SVG or PNG.", err=True)
+    else:
+        done = subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=dot, text=True,
+                              capture_output=True)
+        if done.returncode != 0:
+            raise ConfigError(f"Graphviz failed to render the graph: {done.stderr.strip()}")
+    typer.echo(f"Wrote {target}")

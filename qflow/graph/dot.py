@@ -1,0 +1,63 @@
+"""The graph in Graphviz's DOT language: steps, providers, inputs, artifacts on the edges."""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any
+
+from qflow.dsl.proxy import Proxy
+from qflow.graph.graph import Graph, proxies_in
+
+COLOURS = {"ran": "#c8e6c9", "cached": "#bbdefb", "failed": "#ffcdd2", "skipped": "#eeeeee",
+           "pending": "#fff9c4", "running": "#fff9c4", "crashed": "#ffcdd2"}
+SHAPES = {"step": "box", "provider": "cylinder", "input": "ellipse"}
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)  # a DOT string: double quotes, escapes
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is Any or annotation is None:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    origin = typing.get_origin(annotation)
+    return getattr(origin, "__name__", "") if origin else ""
+
+
+def to_dot(graph: Graph, statuses: dict[str, str] | None = None) -> str:
+    """DOT source of ``graph``; with ``statuses`` (node id -> status) nodes are coloured."""
+    lines = [f"digraph {_q(graph.name)} {{", "  rankdir=LR;",
+             '  node [fontname="Helvetica", fontsize=11, style="rounded,filled", '
+             'fillcolor="#ffffff"];', '  edge [fontname="Helvetica", fontsize=9];']
+    for node in graph.nodes.values():
+        status = (statuses or {}).get(node.id)
+        label = node.id if node.kind != "provider" else f"{node.id}\n{node.title}"
+        if node.kind == "step" and node.title != f"{node.id}()":
+            label = f"{node.id}\n{node.title.split('(', 1)[1][:-1]}"
+        if status:
+            label += f"\n[{status}]"
+        attrs = {"shape": SHAPES[node.kind], "label": label,
+                 "fillcolor": COLOURS.get(status or "", "#ffffff")}
+        lines.append(f"  {_q(node.id)} [" + ", ".join(f"{k}={_q(v)}" for k, v in attrs.items())
+                     + f", class={_q('qflow-' + (status or 'node'))}];")
+    for node in graph.nodes.values():
+        for param, value in node.inputs.items():
+            for proxy in proxies_in(value):
+                lines.append(f"  {_q(proxy.node)} -> {_q(node.id)} [label={_q(_edge(proxy, param))}];")
+    result = proxies_in(graph.result)
+    if result:
+        lines.append('  "result" [shape=doublecircle, label="result", fillcolor="#f5f5f5"];')
+        for proxy in result:
+            lines.append(f"  {_q(proxy.node)} -> \"result\" [label={_q(_edge(proxy, ''))}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _edge(proxy: Proxy, param: str) -> str:
+    source = f"[{proxy.index}]" if proxy.index else ""
+    kind = _type_name(proxy.annotation)
+    text = f"{source} {param}".strip()
+    return f"{text}: {kind}" if kind and text else (text or kind)

@@ -1,0 +1,1 @@
+"""Project life cycle: scaffolding from templates, workflow creation, component configuration."""

@@ -42,6 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/large_arrays.py
+	$(PY) benchmarks/cli_startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache examples/*/.qflow

@@ -27,7 +27,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qflow import providers
+    from qflow import api, providers
     from qflow.artifacts.base import Factory
     from qflow.artifacts.registry import default_registry as registry
     from qflow.artifacts.registry import factory
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from qflow.launchers.local import run
     from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
 
-__version__ = "0.1.0"
+from qflow.version import __version__
 
 _EXPORTS = {
     "Factory": "qflow.artifacts.base:Factory",
@@ -47,6 +47,7 @@ _EXPORTS = {
     "ProgressBar": "qflow.runtime.info:ProgressBar",
     "QFlowError": "qflow.errors:QFlowError",
     "RuntimeInfo": "qflow.runtime.info:RuntimeInfo",
+    "api": "qflow.api",
     "factory": "qflow.artifacts.registry:factory",
     "label_info": "qflow.dsl.decorators:label_info",
     "launch": "qflow.cli.launch:launch",
@@ -69,6 +70,7 @@ __all__ = [
     "QFlowError",
     "RuntimeInfo",
     "__version__",
+    "api",
     "factory",
     "label_info",
     "launch",

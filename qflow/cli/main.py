@@ -82,7 +82,7 @@ app = typer.Typer(cls=LazyGroup, add_completion=False, context_settings=CONTEXT,
 
 def _version(value: bool) -> None:
     if value:
-        from qflow import __version__
+        from qflow.version import __version__
 
         typer.echo(f"qflow {__version__}")
         raise typer.Exit()

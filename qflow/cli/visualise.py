@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +24,7 @@ def visualise(
     from qflow.config.paths import Paths
     from qflow.errors import ConfigError
     from qflow.graph.build import build
-    from qflow.graph.dot import to_dot
+    from qflow.graph.dot import render_picture, to_dot
     from qflow.runtime.record import effective_status, read_record
 
     if fmt not in FORMATS:
@@ -50,17 +48,12 @@ def visualise(
     dot = to_dot(build(instance, inputs), statuses)
     target = output or paths.data / "graphs" / f"{workflow}.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "dot":
-        target.write_text(dot)
-    elif shutil.which("dot") is None:
-        target = target.with_suffix(".dot")
-        target.write_text(dot)
+    try:
+        written = render_picture(dot, target.with_suffix(f".{fmt}"))
+    except RuntimeError as exc:
+        raise ConfigError(f"Graphviz failed to render the graph: {exc}") from None
+    if written.suffix != f".{fmt}":
         typer.echo("Graphviz's `dot` program is not installed, so the graph is written as DOT. "
                    "Install graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
                    "install graphviz) to get SVG or PNG.", err=True)
-    else:
-        done = subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=dot, text=True,
-                              capture_output=True)
-        if done.returncode != 0:
-            raise ConfigError(f"Graphviz failed to render the graph: {done.stderr.strip()}")
-    typer.echo(f"Wrote {target}")
+    typer.echo(f"Wrote {written}")

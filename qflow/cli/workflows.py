@@ -146,5 +146,9 @@ def run_workflow(root: Path, folder: Path, overrides: list[str], *,
     settings = config.settings
     launcher_cls: Any = launchers.get(settings.launcher.name)
     paths = Paths(root, settings.paths.data)
-    launcher = launcher_cls(paths, tracker=settings.tracker.name, console=console, cache=cache)
+    tracker_settings = {k: v for k, v in (settings.tracker.model_extra or {}).items()
+                        if v is not None}
+    tracker_settings.update(project=settings.project_name, experiment=settings.experiment_name)
+    launcher = launcher_cls(paths, tracker=settings.tracker.name, tracker_settings=tracker_settings,
+                            console=console, cache=cache)
     return launcher.launch(workflow, inputs, name=folder.name)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import typing
+from pathlib import Path
 from typing import Any
 
 from qflow.dsl.proxy import Proxy
@@ -61,3 +64,21 @@ def _edge(proxy: Proxy, param: str) -> str:
     kind = _type_name(proxy.annotation)
     text = f"{source} {param}".strip()
     return f"{text}: {kind}" if kind and text else (text or kind)
+
+
+def render_picture(dot: str, target: Path) -> Path:
+    """Render DOT source to ``target`` (its suffix is the format) with Graphviz's ``dot``.
+
+    Without the ``dot`` program, writes the DOT source beside it (``.dot``) and returns that.
+    Raises ``RuntimeError`` with Graphviz's message if it fails.
+    """
+    fmt = target.suffix.lstrip(".") or "svg"
+    if fmt == "dot" or shutil.which("dot") is None:
+        target = target.with_suffix(".dot")
+        target.write_text(dot)
+        return target
+    done = subprocess.run(["dot", f"-T{fmt}", "-o", str(target)], input=dot, text=True,
+                          capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip())
+    return target

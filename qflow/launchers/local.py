@@ -20,10 +20,11 @@ class LocalLauncher:
     """Builds a workflow's graph and computes it in-process against the local store."""
 
     def __init__(self, paths: Paths | None = None, *, tracker: str | None = "file",
-                 console: bool = True, cache: bool = True,
-                 observers: list[Observer] | None = None) -> None:
+                 tracker_settings: dict[str, Any] | None = None, console: bool = True,
+                 cache: bool = True, observers: list[Observer] | None = None) -> None:
         self.paths = paths or Paths.discover()
         self.tracker = tracker
+        self.tracker_settings = dict(tracker_settings or {})
         self.console = console
         self.cache = cache
         self.observers = list(observers or [])
@@ -45,10 +46,13 @@ class LocalLauncher:
             graph=graph,
             nodes={nid: NodeRun(id=nid, kind=n.kind) for nid, n in graph.nodes.items()},
             root=self.paths.root,
+            store=self.paths.store,
         )
         observers: list[Observer] = [RunRecorder(self.paths.runs)]
         if tracker_cls is not None:
-            observers.append(tracker_cls(Path(self.paths.tracker) / self.tracker))
+            tracker = tracker_cls(Path(self.paths.tracker) / self.tracker, **self.tracker_settings)
+            tracker.record_dir = self.paths.runs
+            observers.append(tracker)
         if self.console:
             observers.append(Console())
         observers.extend(self.observers)

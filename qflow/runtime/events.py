@@ -42,6 +42,7 @@ class RunState:
     graph: Any
     nodes: dict[str, NodeRun]
     root: Any = None
+    store: Any = None
     started: float = field(default_factory=time.time)
     ended: float | None = None
     status: str = "running"  # running | succeeded | failed | killed

@@ -56,6 +56,8 @@ class RunRecorder(Observer):
             "duration": run.duration if run.ended else None,
             "pid": os.getpid(),
             "root": str(run.root) if run.root else None,
+            "store": str(run.store) if run.store else None,
+            "graph": run.graph.to_dict(),
             "parameters": run.parameters,
             "metrics": run.metrics,
             "result": _summary(run.result),

@@ -2,6 +2,10 @@
 
 from qflow.plugins import Registry
 
-trackers: Registry[type] = Registry("qflow.trackers", {"file": "qflow.trackers.file:FileTracker"})
+trackers: Registry[type] = Registry("qflow.trackers", {
+    "file": "qflow.trackers.file:FileTracker",
+    "mlflow": "qflow.trackers.mlflow:MlflowTracker",
+    "wandb": "qflow.trackers.wandb:WandbTracker",
+})
 
 __all__ = ["trackers"]

@@ -71,7 +71,7 @@ def test_project_life_cycle(project):
     assert ".qflow/" in (project / ".gitignore").read_text()
     project_yaml = (project / "configs/project.yaml").read_text()
     for line in ("- _self_", "- paths: default", "- launcher: local", "- tuner: optuna",
-                 "- tracker: file", "project_name: demo"):
+                 "- tracker: mlflow", "project_name: demo"):
         assert line in project_yaml
     notebook = json.loads((project / "notebooks/starter.ipynb").read_text())
     assert notebook["nbformat"] == 4 and notebook["cells"]
@@ -82,6 +82,8 @@ def test_project_life_cycle(project):
 
     first = qflow("run", "-w", "train", cwd=project)
     assert "result: [2.0, 4.0, 6.0]" in first.stdout and "never computed" in first.stderr
+    assert "MLflow: mlflow ui --backend-store-uri sqlite:///" in first.stderr  # the default
+    assert (project / ".qflow/tracker/mlflow/mlflow.db").is_file()
     second = qflow("run", "-w", "train", cwd=project / "workflows")  # from a sub-folder
     assert "cached Scale" in second.stderr and "0 ran, 1 cached" in second.stderr
     third = qflow("run", "-w", "train", "parameters.factor=3", cwd=project)
@@ -107,20 +109,24 @@ def test_project_life_cycle(project):
     dot = (project / "graph.dot").read_text()
     assert 'class="qflow-ran"' in dot and "[ran]" in dot
 
+    qflow("configure", "-c", "tracker=file", cwd=project)
+    assert "- tracker: file" in (project / "configs/project.yaml").read_text()
+    qflow("run", "-w", "train", cwd=project)
+    assert (project / ".qflow/tracker/file").is_dir()
     qflow("configure", "-c", "tracker=mlflow", "--set", "tracking_uri=sqlite:///x.db", cwd=project)
     assert "- tracker: mlflow" in (project / "configs/project.yaml").read_text()
     assert "sqlite:///x.db" in (project / "configs/tracker/mlflow.yaml").read_text()
-    qflow("configure", "-c", "tracker=file", cwd=project)
-    assert "- tracker: file" in (project / "configs/project.yaml").read_text()
-    assert (project / ".qflow/tracker/file").is_dir()
-    kept = qflow("teardown", "-c", "tracker=mlflow", cwd=project)
-    assert "removed configs/tracker/mlflow.yaml" in kept.stdout
+    removed = qflow("teardown", "-c", "tracker=mlflow", cwd=project)  # no --yes: data is kept
+    assert "default tracker is now file" in removed.stdout
+    assert "removed configs/tracker/mlflow.yaml" in removed.stdout
+    assert "Kept .qflow/tracker/mlflow" in removed.stdout
     assert not (project / "configs/tracker/mlflow.yaml").exists()
-    data = qflow("teardown", "-c", "tracker", cwd=project)  # no --yes: data is kept
-    assert "Kept .qflow/tracker/file" in data.stdout and (project / ".qflow/tracker/file").exists()
-    qflow("teardown", "-c", "tracker=file", "--yes", cwd=project)
-    assert not (project / ".qflow/tracker/file").exists()
-    assert (project / "configs/tracker/file.yaml").exists()  # the fallback stays configured
+    assert "- tracker: file" in (project / "configs/project.yaml").read_text()
+    qflow("teardown", "-c", "tracker=mlflow", "--yes", cwd=project)
+    assert not (project / ".qflow/tracker/mlflow").exists()
+    kept = qflow("teardown", "-c", "tracker", cwd=project)  # the current one: file, the fallback
+    assert "file is the fallback tracker" in kept.stdout
+    assert (project / "configs/tracker/file.yaml").exists() and (project / ".qflow/tracker/file").exists()
 
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                            cwd=project, capture_output=True, text=True, timeout=120)

@@ -110,9 +110,14 @@ def test_run_record_and_file_tracker(tmp_path):
     assert [n["id"] for n in graph["nodes"]] == ["seed", "Source", "Split", "Train"]
     lines = (folder / "nodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["Source", "Split", "Train"]
-    events = FileTracker.read(tmp_path / ".qflow/tracker/file" / f"{state.run_id}.jsonl")
-    assert [e["event"] for e in events] == ["start", "node", "node", "node", "end"]
-    assert events[-1]["status"] == "succeeded" and events[-1]["metrics"] == {"loss": 0.5}
+    tracked = FileTracker(tmp_path / ".qflow/tracker/file").read_run(state.run_id)
+    assert tracked.status == "FINISHED" and tracked.params["alpha"] == "1.0"
+    assert tracked.params["Train.alpha"] == "1.0" and tracked.params["Source.n"] == "3"
+    assert [(p.step, p.value) for p in tracked.history["loss"]] == [(0, 1.0), (1, 0.5)]
+    assert [p.value for p in tracked.history["Train.size"]] == [2.0]  # unlabelled: Step.metric
+    assert tracked.tags["qflow.step.Split.status"] == "ran"
+    assert tracked.tags["qflow.workflow"] == "Flow" and tracked.tags["qflow.result"] == "6.0"
+    assert tracked.record["run_id"] == state.run_id
 
 
 def test_failing_step_fails_the_run_keeps_finished_steps_and_resumes(tmp_path):

@@ -1,0 +1,190 @@
+"""The tracker protocol: sinks of runs that can also read them back.
+
+A tracker implements a few primitives (start and end a run, log parameters, metrics with a
+step index, tags, artifacts; list and read runs). :class:`Tracker` turns a run's events into
+those calls: parameters (the workflow's, and every step's settings as ``Step.field``) and tags
+when the run starts; each node's metrics (labelled ones under their label, others as
+``Step.metric``), its duration and cache status as it finishes, buffered and sent in batches;
+the run record and the graph picture as artifacts, and the final status, when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from qflow.runtime.events import NodeRun, Observer, RunState
+
+STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+BATCH = 1000  # metrics buffered before a flush
+FLUSH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of a metric at a step index, with its wall-clock time in milliseconds."""
+
+    name: str
+    value: float
+    step: int
+    timestamp: int
+
+
+@dataclass
+class RunData:
+    """A run as a tracker holds it: what :func:`qflow.api.inspect_run` is built from."""
+
+    run_id: str
+    status: str
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[MetricPoint]] = field(default_factory=dict)
+    start_time: float | None = None
+    end_time: float | None = None
+    record: dict[str, Any] | None = None
+    experiment_id: str | None = None
+
+
+def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"prefix.a.b": "1"}`` (values as text, as trackers store them)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value if isinstance(value, str) else json.dumps(value, default=repr)
+    return out
+
+
+def git_commit(root: Path | None) -> str | None:
+    """The commit checked out in ``root``, if it is a git work tree."""
+    if root is None or not (Path(root) / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+class Tracker(Observer):
+    """Base of trackers: maps run events to the primitives a subclass implements."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, folder: Path | str, *, project: str | None = None,
+                 experiment: str | None = None, **settings: Any) -> None:
+        self.folder = Path(folder)
+        self.project = project
+        self.experiment = experiment
+        self.settings = settings
+        self.record_dir: Path | None = None
+        self._buffer: list[MetricPoint] = []
+        self._last_flush = time.monotonic()
+
+    # -- primitives ---------------------------------------------------------------------------
+    def start_run(self, run: RunState, tags: dict[str, str]) -> None:
+        """Open a run (named after ``run.run_id``) in experiment ``self.experiment_name(run)``."""
+        raise NotImplementedError
+
+    def log_params(self, params: dict[str, str]) -> None:
+        """Record parameters (set once per run)."""
+        raise NotImplementedError
+
+    def log_metrics(self, points: list[MetricPoint]) -> None:
+        """Record a batch of metric values."""
+        raise NotImplementedError
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Record tags (may be updated)."""
+        raise NotImplementedError
+
+    def log_artifact(self, path: Path) -> None:
+        """Attach the file ``path`` to the run."""
+        raise NotImplementedError
+
+    def end_run(self, status: str, error: str | None) -> None:
+        """Close the run with FINISHED, FAILED or KILLED."""
+        raise NotImplementedError
+
+    def list_runs(self, workflow: str | None = None) -> list[RunData]:
+        """The runs this tracker holds (of ``workflow``), newest first."""
+        raise NotImplementedError
+
+    def read_run(self, run_id: str, experiment_id: str | None = None) -> RunData:
+        """One run, with its metric history and (when attached) its run record."""
+        raise NotImplementedError
+
+    # -- mapping run events to primitives -----------------------------------------------------
+    def experiment_name(self, run: RunState) -> str:
+        """The experiment runs go to: the configured name, else ``project/workflow``."""
+        return self.experiment or (f"{self.project}/{run.workflow}" if self.project
+                                   else run.workflow)
+
+    def run_started(self, *, run: RunState, **_: Any) -> None:
+        from qflow.version import __version__
+
+        tags = {"qflow.version": __version__, "qflow.workflow": run.workflow,
+                "qflow.run_id": run.run_id}
+        commit = git_commit(run.root)
+        if commit:
+            tags["git.commit"] = commit
+        self.start_run(run, tags)
+        params = flatten("", run.parameters, {})
+        for node in run.graph.nodes.values():
+            if node.kind == "step":
+                settings = {k: v for k, v in node.obj.model_dump(mode="json").items()}
+                flatten(node.id, settings, params)
+        if params:
+            self.log_params(params)
+
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        if node.kind == "input":
+            return
+        labels = run.graph.nodes[node.id].labels
+        promoted = {metric: label for label, metric in labels.items()}
+        now = int(time.time() * 1000)
+        for i, m in enumerate(node.metrics):
+            name = promoted.get(m["name"], f"{node.id}.{m['name']}")
+            step = m["step"] if m["step"] is not None else i
+            self._buffer.append(MetricPoint(name, float(m["value"]), int(step), now))
+        self._buffer.append(MetricPoint(f"{node.id}.duration_s", node.duration, 0, now))
+        self.set_tags({f"qflow.step.{node.id}.status": node.status})
+        if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered metrics."""
+        if self._buffer:
+            points, self._buffer = self._buffer, []
+            self.log_metrics(points)
+        self._last_flush = time.monotonic()
+
+    def run_finished(self, *, run: RunState, **_: Any) -> None:
+        self.flush()
+        if run.result is not None or run.status == "succeeded":
+            self.set_tags({"qflow.result": repr(run.result)[:5000]})
+        if run.error:
+            self.set_tags({"qflow.error": run.error[:5000],
+                           "qflow.failed_step": run.failed_step or ""})
+        for path in self._artifacts(run):
+            self.log_artifact(path)
+        self.end_run(STATUS.get(run.status, "FAILED"), run.error)
+
+    def _artifacts(self, run: RunState) -> list[Path]:
+        record = self.record_path(run)
+        if record is None or not record.exists():
+            return []
+        from qflow.graph.dot import render_picture, to_dot
+
+        picture = render_picture(to_dot(run.graph, {n: r.status for n, r in run.nodes.items()}),
+                                 record.parent / "graph.svg")
+        return [record, picture]
+
+    def record_path(self, run: RunState) -> Path | None:
+        """Where the run record of ``run`` was written (``record_dir`` is set by the launcher)."""
+        return self.record_dir / run.run_id / "record.json" if self.record_dir else None

@@ -67,6 +67,11 @@ class Registry(Generic[T]):
                 f"available: {', '.join(self.names()) or 'none'}.",
                 hint=hint or f"Install a package that provides it in the '{self.group}' entry-point group.",
             )
-        obj = load_object(self._paths[name])
+        try:
+            obj = load_object(self._paths[name])
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"The {self.group} plugin {name!r} ({self._paths[name]}) cannot be loaded: {exc}.",
+                hint="Reinstall the package that provides it, or uninstall it.") from None
         self._loaded[name] = obj
         return obj

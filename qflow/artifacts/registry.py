@@ -145,6 +145,8 @@ class FactoryRegistry:
 
     def choose(self, declared: Factory | None, obj: Any) -> Factory:
         """The declared factory when it accepts ``obj``, else the one ``obj``'s type picks."""
+        if isinstance(declared, CompositeFactory) and is_json(obj):
+            return self._by_name["json"]  # list[float], dict[str, int]: one file, not one per item
         if declared is not None and declared.accepts(obj):
             return declared
         return self.for_value(obj)

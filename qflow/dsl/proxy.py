@@ -59,7 +59,7 @@ class Proxy:
     def _misuse(self, what: str) -> GraphBuildError:
         filename, lineno, text = user_location()
         return GraphBuildError(
-            f"{os.path.basename(filename)}:{lineno}: `{text}` {what} of {self!r} while the "
+            f"{os.path.basename(filename)}:{lineno}: `{text}` {what} {self!r} while the "
             f"graph is built ({filename}). Artifacts have no value until the workflow computes.",
             hint="Move logic that needs the value into a step's apply() and call that step here.",
         )
@@ -67,20 +67,21 @@ class Proxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        raise self._misuse(f"reads attribute '{name}'")
+        raise self._misuse(f"reads attribute '{name}' of")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise self._misuse(f"sets attribute '{name}'")
+        raise self._misuse(f"sets attribute '{name}' of")
 
     def __bool__(self) -> bool:
-        raise self._misuse("tests the truth value")
+        raise self._misuse("tests the truth value of")
 
     def __len__(self) -> int:
-        raise self._misuse("takes the length")
+        raise self._misuse("takes the length of")
 
     def __iter__(self) -> Iterator[Any]:
         raise self._misuse(
-            "iterates over (or unpacks; annotate the step's return as tuple[...] for several outputs)"
+            "iterates over (or unpacks; annotate the step's return as tuple[...] for several "
+            "outputs)"
         )
 
     def __getitem__(self, key: Any) -> Any:
@@ -113,7 +114,7 @@ _COMPARISONS = {"__eq__": "==", "__ne__": "!=", "__lt__": "<", "__le__": "<=", "
 
 def _operator(name: str) -> Any:
     what = f"compares ({_COMPARISONS[name]})" if name in _COMPARISONS \
-        else f"applies operator {name.strip('_')}"
+        else f"applies operator {name.strip('_')} to"
 
     def method(self: Proxy, *args: Any) -> Any:
         raise self._misuse(what)
@@ -125,8 +126,10 @@ def _operator(name: str) -> Any:
 for _name in (
     "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__radd__",
     "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-    "__floordiv__", "__rfloordiv__", "__mod__", "__pow__", "__neg__", "__abs__",
-    "__and__", "__or__", "__matmul__",
+    "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__",
+    "__pos__", "__abs__", "__invert__", "__round__", "__and__", "__rand__", "__or__", "__ror__",
+    "__xor__", "__rxor__", "__lshift__", "__rlshift__", "__rshift__", "__rrshift__",
+    "__matmul__", "__rmatmul__", "__divmod__", "__rdivmod__",
 ):
     setattr(Proxy, _name, _operator(_name))
 Proxy.__hash__ = object.__hash__  # type: ignore[method-assign]

@@ -76,18 +76,19 @@ def _returned(fn: Any, generator: bool) -> Any:
     return ret
 
 
-def _output_annotations(ret: Any) -> list[Any]:
+def _output_annotations(ret: Any) -> tuple[list[Any], bool]:
+    """One annotation per output, and whether the outputs come as a ``tuple[...]``."""
     if typing.get_origin(ret) is tuple:
         args = typing.get_args(ret)
         if args and args[-1] is not Ellipsis:
-            return list(args)
-    return [ret]
+            return list(args), True
+    return [ret], False
 
 
 @functools.lru_cache(maxsize=4096)
-def _outputs(fn: Any) -> tuple[bool, list[Any]]:
+def _outputs(fn: Any) -> tuple[bool, list[Any], bool]:
     generator = inspect.isgeneratorfunction(fn)
-    return generator, _output_annotations(_returned(fn, generator))
+    return (generator, *_output_annotations(_returned(fn, generator)))
 
 
 def _where() -> str:
@@ -116,7 +117,7 @@ class _GraphTracer(Tracer):
             raise GraphBuildError(f"{_where()}: {cls.__name__}.apply(): {exc}.") from None
         inputs = dict(bound.arguments)
         inputs.pop(next(iter(sig.parameters)))
-        generator, annotations = _outputs(original)
+        generator, annotations, unpack = _outputs(original)
         node = self.graph.add(
             Node(
                 id=self.graph.unique_id(cls.__name__),
@@ -126,11 +127,12 @@ class _GraphTracer(Tracer):
                 outputs=annotations,
                 labels=dict(step._qflow_labels),
                 generator=generator,
+                unpack=unpack,
                 location=_where(),
             )
         )
         proxies: Any = [Proxy(node.id, i, a) for i, a in enumerate(annotations)]
-        proxies = tuple(proxies) if len(proxies) > 1 else proxies[0]
+        proxies = tuple(proxies) if unpack else proxies[0]
         return PendingGenerator(node.id, proxies) if generator else proxies
 
 

@@ -14,8 +14,10 @@ reached by name through ``getattr``/``globals()`` are not followed.
 from __future__ import annotations
 
 import ast
+import dis
 import functools
 import hashlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -95,6 +97,18 @@ def _global_names(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)
     return names
+
+
+def _imported(code: types.CodeType) -> set[str]:
+    """Top-level modules that ``import`` statements inside ``code`` (and nested code) name."""
+    found = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME" and instruction.argval:
+            found.add(str(instruction.argval).split(".")[0])
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _imported(const)
+    return found
 
 
 def _top_module(obj: Any) -> str:
@@ -195,7 +209,9 @@ class _Walker:
         self.follow(fn)
 
     def follow(self, fn: types.FunctionType) -> None:
-        """Visit what ``fn`` reads from its globals and closure."""
+        """Visit what ``fn`` reads from its globals and closure, and what it imports."""
+        for top in sorted(_imported(fn.__code__)):
+            self.imported(top)
         for name in sorted(_global_names(fn.__code__)):
             if name in fn.__globals__:
                 self.reference(f"{module_label(fn.__module__)}:{name}", fn.__globals__[name])
@@ -206,6 +222,23 @@ class _Walker:
                 continue
             if name != "__class__":  # the cell zero-argument super() uses
                 self.reference(f"{qualified(fn)}.{name}", content)
+
+    def imported(self, top: str) -> None:
+        """A module imported inside a function: a library's version, or a project file's code."""
+        module = sys.modules.get(top)
+        if module is not None:
+            self.visit(module)
+            return
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        origin = getattr(spec, "origin", None)
+        if origin is None or origin in ("built-in", "frozen") or origin.startswith(_LIBRARY_DIRS):
+            self.out[f"lib:{top}"] = library_version(top)
+        else:
+            with open(origin, "rb") as f:
+                self.out[top] = _digest(f.read())
 
     def reference(self, name: str, value: Any) -> None:
         if isinstance(value, _CONSTANTS) or (

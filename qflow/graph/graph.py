@@ -35,6 +35,7 @@ class Node:
         outputs: the annotation of each output (several for a ``tuple[...]`` return).
         labels: workflow-level label -> the step's metric name (``qflow.label_info``).
         generator: whether ``apply()`` yields runtime info.
+        unpack: whether the outputs are a ``tuple[...]`` (even of one element) to unpack.
         location: ``file:line`` of the call in ``run()``.
     """
 
@@ -45,6 +46,7 @@ class Node:
     outputs: list[Any] = field(default_factory=lambda: [Any])
     labels: dict[str, str] = field(default_factory=dict)
     generator: bool = False
+    unpack: bool = False
     location: str = ""
 
     @property

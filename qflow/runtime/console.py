@@ -33,7 +33,7 @@ class Console(Observer):
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         steps = sum(1 for n in run.nodes.values() if n.kind == "step")
-        self._print(f"Run {run.run_id} of {run.workflow} ({steps} steps)")
+        self._print(f"Run {run.run_id} of {run.workflow} ({steps} step{'s' * (steps != 1)})")
 
     def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo, **_: Any) -> None:
         if not self.bars or not isinstance(info, Progress):

@@ -151,7 +151,7 @@ class Executor:
 
     def _split(self, node: Node, record: NodeRun, output: Any) -> list[Any]:
         n = len(node.outputs)
-        if n == 1:
+        if n == 1 and not node.unpack:
             return [output]
         if not isinstance(output, (tuple, list)) or len(output) != n:
             got = f"{len(output)} values" if isinstance(output, (tuple, list)) \
@@ -167,6 +167,7 @@ class Executor:
         record.error = user_traceback(exc) if exc is not None and not isinstance(exc, QFlowError) \
             else what
         self.run_state.failed_step = node.id
+        self.observer.node_finished(run=self.run_state, node=record)
         where = f" (called at {node.location})" if node.location else ""
         return StepError(f"Step '{node.id}'{where} failed in run {self.run_state.run_id}: {what}",
                          step=node.id, run_id=self.run_state.run_id, hint=hint)
@@ -197,6 +198,7 @@ class Executor:
         record.key = self.keys[node.id] = key
         if node.kind == "input" or (node.kind == "provider" and not node.obj.cache):
             record.status = "cached" if node.kind == "provider" else "input"
+            self.observer.node_finished(run=self.run_state, node=record)
             return
         if self._cacheable(node) and self.store.has(key):
             record.status = "cached"
@@ -249,6 +251,7 @@ class Executor:
             for record in run.nodes.values():
                 if record.status in ("pending", "running"):
                     record.status = "skipped" if record.status == "pending" else "failed"
+                    self.observer.node_finished(run=run, node=record)
             try:
                 self.store.flush()
             finally:

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +36,7 @@ VERIFY_LIMIT = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
 BLOB = ".blob"
 FORMAT = 1
+_HOST = socket.gethostname().replace("-", "_") or "host"
 
 
 def _sha256(path: Path) -> str:
@@ -64,7 +66,7 @@ class Store:
         self._tmp = self.root / "tmp"
         self._verified: set[str] = set()
         self._unsynced: list[Path] = []
-        self._tmp_prefix = f"{os.getpid()}-{uuid.uuid4().hex[:12]}-"
+        self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
@@ -76,10 +78,10 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     def _clean_tmp(self) -> None:
-        """Remove what processes that died mid-write left in ``tmp/``."""
+        """Remove what processes of this machine that died mid-write left in ``tmp/``."""
         for entry in os.scandir(self._tmp):
-            pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not process_alive(int(pid)):
+            pid, _, rest = entry.name.partition("-")
+            if rest.startswith(f"{_HOST}-") and pid.isdigit() and not process_alive(int(pid)):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:
@@ -217,7 +219,10 @@ class Store:
         specs = manifest["outputs"]
         if index >= len(specs):
             raise StoreError(f"Artifact {key} has {len(specs)} outputs, not {index + 1}.")
-        factory = self.registry.from_spec(specs[index])
+        try:
+            factory = self.registry.from_spec(specs[index])
+        except FactoryError as exc:  # an older format, or a plugin no longer installed
+            raise self._damaged(key, f"it cannot be read any more ({exc.message})") from None
         try:
             if BLOB in manifest["files"]:
                 assert isinstance(factory, BlobFactory)

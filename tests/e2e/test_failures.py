@@ -60,6 +60,7 @@ def test_failing_step_names_itself_and_the_fixed_rerun_resumes(tmp_path):
     proc = run_python(["flow.py"], tmp_path)
     assert proc.returncode == 1
     assert "Step 'Train'" in proc.stderr and "RuntimeError: the model diverged" in proc.stderr
+    assert "FAILED Train" in proc.stderr
     assert 'flow.py", line 24, in explode' in proc.stderr  # the user's traceback, their frames
     assert "qflow/runtime" not in proc.stderr
     assert (tmp_path / "prepare.count").read_text() == "x"

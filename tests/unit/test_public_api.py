@@ -49,3 +49,17 @@ print(json.dumps([m for m in HEAVY if m in sys.modules]))
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_a_broken_plugin_is_a_clear_error():
+    import pytest
+
+    from qflow.errors import ConfigError
+    from qflow.plugins import Registry
+
+    registry = Registry("qflow.trackers", {"ghost": "qflow_no_such_module:Tracker"})
+    assert "ghost" in registry.names()
+    with pytest.raises(ConfigError, match="plugin 'ghost'.*cannot be loaded"):
+        registry.get("ghost")
+    with pytest.raises(ConfigError, match="Unknown tracker 'nope'"):
+        registry.get("nope")

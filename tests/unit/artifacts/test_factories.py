@@ -236,3 +236,9 @@ def test_save_and_load_outside_the_store(tmp_path):
     assert qflow.load(tmp_path / "table") == {"replaced": True}
     with pytest.raises(FactoryError, match="not a saved artifact"):
         qflow.load(tmp_path)
+
+
+def test_json_values_under_composite_annotations_are_one_file(registry):
+    assert registry.choose(registry.for_annotation(list[float]), [1.0, 2.0]).name == "json"
+    assert registry.choose(registry.for_annotation(dict[str, int]), {"a": 1}).name == "json"
+    assert registry.choose(registry.for_annotation(tuple[int, int]), (1, 2)).name == "tuple"

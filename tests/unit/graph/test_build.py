@@ -106,6 +106,10 @@ def test_providers_become_provider_nodes_and_inputs_can_be_overridden():
         ("f'{total}'", "formats"),
         ("total[0]", "indexes into"),
         ("a, b = total", "iterates over"),
+        ("~total", "applies operator invert to"),
+        ("round(total)", "applies operator round to"),
+        ("2 % total", "applies operator rmod to"),
+        ("total ** 2", "applies operator pow to"),
     ],
 )
 def test_using_a_proxy_value_is_a_clear_error_with_file_and_line(body: str, what: str, tmp_path: Path):

@@ -204,3 +204,18 @@ def test_value_digests_are_canonical():
     assert value_digest(frame) == value_digest(frame.copy())
     assert value_digest(frame) != value_digest(frame.rename(columns={"a": "b"}))
     assert value_digest(1) != value_digest("1") != value_digest(1.0)
+
+
+def test_libraries_imported_inside_a_function_count_by_version():
+    import numpy as np
+
+    from qflow.graph.fingerprint import code_fingerprint
+
+    def imports_inside(x):
+        import numpy
+        from pandas import DataFrame  # noqa: F401
+
+        return numpy.sum(x)
+
+    found = code_fingerprint(imports_inside)
+    assert found["lib:numpy"] == np.__version__ and "lib:pandas" in found

@@ -109,7 +109,7 @@ def test_run_record_and_file_tracker(tmp_path):
     graph = json.loads((folder / "graph.json").read_text())
     assert [n["id"] for n in graph["nodes"]] == ["seed", "Source", "Split", "Train"]
     lines = (folder / "nodes.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in lines] == ["Source", "Split", "Train"]
+    assert [json.loads(line)["id"] for line in lines] == ["seed", "Source", "Split", "Train"]
     tracked = FileTracker(tmp_path / ".qflow/tracker/file").read_run(state.run_id)
     assert tracked.status == "FINISHED" and tracked.params["alpha"] == "1.0"
     assert tracked.params["Train.alpha"] == "1.0" and tracked.params["Source.n"] == "3"
@@ -205,3 +205,44 @@ def test_corrupted_upstream_is_recomputed_when_needed(tmp_path):
     second = run(Flow(alpha=3.0), tmp_path)  # Train must run, so Split's outputs are loaded
     assert RAN == ["Split", "Train"] and second.result == 18.0
     assert "corrupt" in second.nodes["Split"].reasons[0]
+
+
+def test_one_element_tuple_output_is_unpacked(tmp_path):
+    @qflow.step
+    class Single:
+        def apply(self, x: int) -> tuple[int]:
+            return (x + 1,)
+
+    @qflow.workflow
+    class W:
+        def run(self, x: int = 1) -> int:
+            (y,) = Single().apply(x)
+            return y
+
+    assert run(W(), tmp_path).result == 2
+
+
+def test_failed_and_skipped_steps_are_reported(tmp_path):
+    seen = []
+
+    from qflow.config.paths import Paths
+    from qflow.launchers.local import LocalLauncher
+    from qflow.runtime.events import Observer
+
+    class Recorder(Observer):
+        def node_finished(self, *, node, **_):
+            seen.append((node.id, node.status))
+
+    @qflow.step
+    class Boom:
+        def apply(self, values: list) -> list:
+            raise RuntimeError("no")
+
+    @qflow.workflow
+    class W:
+        def run(self, seed: int = 1) -> int:
+            return Split().apply(Boom().apply(Source().apply(seed)))
+
+    with pytest.raises(StepError):
+        LocalLauncher(Paths(tmp_path), console=False, observers=[Recorder()]).launch(W())
+    assert seen == [("seed", "input"), ("Source", "ran"), ("Boom", "failed"), ("Split", "skipped")]

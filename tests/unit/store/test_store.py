@@ -99,12 +99,16 @@ def test_leftovers_of_dead_writers_are_removed(tmp_path):
     Store(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    leftover = tmp_path / "tmp" / f"{dead}-deadbeef"
+    from qflow.store.local import _HOST
+
+    leftover = tmp_path / "tmp" / f"{dead}-{_HOST}-deadbeef"
     leftover.mkdir()
-    mine = tmp_path / "tmp" / f"{os.getpid()}-cafe"
+    mine = tmp_path / "tmp" / f"{os.getpid()}-{_HOST}-cafe"
     mine.mkdir()
+    other_machine = tmp_path / "tmp" / f"{dead}-elsewhere-cafe"
+    other_machine.mkdir()
     Store(tmp_path)
-    assert not leftover.exists() and mine.exists()
+    assert not leftover.exists() and mine.exists() and other_machine.exists()
 
 
 WRITER = """
@@ -136,3 +140,13 @@ def test_index_documents(tmp_path):
     assert store.read_index("w") == {"Fit": {"code": {}}}
     (tmp_path / "index/w.json").write_text("{oops")
     assert store.read_index("w") == {}
+
+
+def test_an_artifact_of_an_older_factory_format_is_recomputed_not_fatal(tmp_path):
+    store = Store(tmp_path)
+    store.save(KEY, [([1, 2], None)], {})
+    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
+    blob.write_bytes(blob.read_bytes().replace(b'"version": 1', b'"version": 0', 1))
+    with pytest.raises(IntegrityError, match="cannot be read any more"):
+        Store(tmp_path).load(KEY)
+    assert not store.has(KEY)

@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/large_arrays.py
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/trackers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache examples/*/.qflow

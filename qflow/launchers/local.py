@@ -52,6 +52,7 @@ class LocalLauncher:
         if tracker_cls is not None:
             tracker = tracker_cls(Path(self.paths.tracker) / self.tracker, **self.tracker_settings)
             tracker.record_dir = self.paths.runs
+            tracker.announce = self.console
             observers.append(tracker)
         if self.console:
             observers.append(Console())

@@ -83,7 +83,9 @@ class Tracker(Observer):
         self.experiment = experiment
         self.settings = settings
         self.record_dir: Path | None = None
+        self.announce = True  # may print where to look at runs (the launcher's console setting)
         self._buffer: list[MetricPoint] = []
+        self._tags: dict[str, str] = {}
         self._last_flush = time.monotonic()
 
     # -- primitives ---------------------------------------------------------------------------
@@ -153,15 +155,18 @@ class Tracker(Observer):
             step = m["step"] if m["step"] is not None else i
             self._buffer.append(MetricPoint(name, float(m["value"]), int(step), now))
         self._buffer.append(MetricPoint(f"{node.id}.duration_s", node.duration, 0, now))
-        self.set_tags({f"qflow.step.{node.id}.status": node.status})
+        self._tags[f"qflow.step.{node.id}.status"] = node.status
         if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Send the buffered metrics."""
+        """Send the buffered metrics and tags."""
         if self._buffer:
             points, self._buffer = self._buffer, []
             self.log_metrics(points)
+        if self._tags:
+            tags, self._tags = self._tags, {}
+            self.set_tags(tags)
         self._last_flush = time.monotonic()
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:

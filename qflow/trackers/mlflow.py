@@ -94,7 +94,8 @@ class MlflowTracker(Tracker):
 
     def end_run(self, status: str, error: str | None) -> None:
         self.client.set_terminated(self._run, status, end_time=int(time.time() * 1000))
-        print(f"MLflow: {self.ui_command}", file=sys.stderr)
+        if self.announce:
+            print(f"MLflow: {self.ui_command}", file=sys.stderr)
 
     # -- reading ------------------------------------------------------------------------------
     def _find(self, run_id: str, experiment_id: str | None) -> Any:

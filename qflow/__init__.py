@@ -98,5 +98,19 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext qflow``: register the ``%%qflow_step`` and ``%qflow`` magics."""
+    from jupyter_ext import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext qflow``."""
+    from jupyter_ext import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])

@@ -6,6 +6,8 @@ A step whose ``apply`` is a generator yields these; the workflow forwards them w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 
@@ -33,9 +35,18 @@ class Progress(RuntimeInfo):
     message: str = ""
 
 
+REPORTER: ContextVar[Callable[[RuntimeInfo], None] | None] = ContextVar("qflow_reporter",
+                                                                       default=None)
+"""Where runtime info goes when nothing yields it (a notebook step cell sets this)."""
+
+
 @dataclass
 class ProgressBar:
-    """A progress bar a step advances: ``yield bar.update(1, message="loss=0.1")``."""
+    """A progress bar a step advances: ``yield bar.update(1, message="loss=0.1")``.
+
+    In a ``%%qflow_step`` cell, where there is nothing to yield to, ``bar.update(1)`` alone
+    shows the bar.
+    """
 
     name: str
     total: float | None = None
@@ -44,4 +55,8 @@ class ProgressBar:
     def update(self, n: float = 1, *, message: str = "") -> Progress:
         """Advance by ``n`` and return the :class:`Progress` event to yield."""
         self.done += n
-        return Progress(name=self.name, done=self.done, total=self.total, message=message)
+        event = Progress(name=self.name, done=self.done, total=self.total, message=message)
+        report = REPORTER.get()
+        if report is not None:
+            report(event)
+        return event

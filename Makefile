@@ -8,12 +8,17 @@ STAMP := $(VENV)/.installed
 .PHONY: install system demo test unit e2e lint bench clean
 
 # System packages: graphviz's `dot` renders `qflow visualise` (installed with apt-get when
-# running as root where apt exists; elsewhere QFlow writes DOT and says how to install it).
+# running as root where apt exists; elsewhere QFlow writes DOT and says how to install it), and
+# Debian's chromium runs the JupyterLab browser tests (skipped without it; never `playwright install`).
 system:
 	@command -v dot >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
 	  else echo "graphviz is not installed: qflow visualise will write DOT files"; fi; }
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed: the browser tests (pytest -m browser) will be skipped"; fi; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +41,7 @@ e2e: $(STAMP)
 	$(PY) -m pytest -n 2 tests/e2e
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check qflow tests benchmarks examples
+	$(VENV)/bin/ruff check qflow jupyter_ext tests benchmarks examples
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
@@ -44,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/large_arrays.py
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/trackers.py
+	$(PY) benchmarks/notebook_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache examples/*/.qflow

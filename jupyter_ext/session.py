@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_ext.cells import analyse
+from qflow.cells import analyse
 from qflow.config.paths import Paths
 from qflow.errors import FactoryError, IntegrityError
 from qflow.graph.fingerprint import code_fingerprint, is_library, library_version, source_digest
@@ -88,9 +88,11 @@ class NotebookSession:
         self.output_ids: dict[str, int] = {}  # variable -> id() of the value the step left
         self.listeners: list[Callable[[NotebookSession], None]] = []
         self.reporters: list[Callable[[StepCell, RuntimeInfo], None]] = []
-        self.run_id = new_run_id()
+        # a headless run (`qflow run` on a notebook) names the run and the workflow
+        self.run_id = os.environ.get("QFLOW_RUN_ID") or new_run_id()
         self.started = time.time()
-        self.name = Path(os.environ.get("JPY_SESSION_NAME") or "notebook").stem or "notebook"
+        self.name = os.environ.get("QFLOW_WORKFLOW") or \
+            Path(os.environ.get("JPY_SESSION_NAME") or "notebook").stem or "notebook"
 
     # -- events --------------------------------------------------------------------------------
     def changed(self) -> None:
@@ -141,6 +143,7 @@ class NotebookSession:
     def run(self, name: str, source: str, *, inputs: list[str] | None = None,
             outputs: list[str] | None = None, cache: bool = True) -> Any:
         """Run (or load from the cache) the step cell ``name``; return its last value."""
+        cache = cache and not os.environ.get("QFLOW_NO_CACHE")
         code = self.shell.transform_cell(source)
         names = analyse(code)
         ns = self.shell.user_ns

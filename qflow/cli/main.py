@@ -15,6 +15,7 @@ from typer.core import TyperCommand, TyperGroup
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "configure": ("qflow.cli.configure:configure", "Configure new component for Qflow project"),
+    "export": ("qflow.cli.export:export", "Export a notebook as a workflow"),
     "init": ("qflow.cli.init:init", "Create a new Qflow project"),
     "new": ("qflow.cli.new:new", "Create a new workflow"),
     "ps": ("qflow.cli.ps:ps", "List runs for the workflow"),

@@ -10,12 +10,14 @@ import typer
 def new(
     workflow: Annotated[str, typer.Option("-w", "--workflow", help="Name of the workflow "
                                           "(a Python identifier).")],
+    notebook: Annotated[bool, typer.Option("--notebook", help="A notebook workflow "
+                                           "(workflow.ipynb, run with papermill).")] = False,
 ) -> None:
     """Create a new workflow: workflows/NAME/workflow.py and config.yaml, ready to run."""
     from qflow.cli.workflows import project_root
     from qflow.project.scaffold import new_workflow
 
     root = project_root()
-    folder = new_workflow(root, workflow)
+    folder = new_workflow(root, workflow, notebook=notebook)
     typer.echo(f"Created workflow {workflow} in {folder}")
     typer.echo(f"  qflow run -w {workflow}")

@@ -20,20 +20,27 @@ def visualise(
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, as for run.")] = None,
 ) -> None:
     """Visualise workflow execution graph: steps, providers, inputs and the artifacts between them."""
-    from qflow.cli.workflows import prepare, project_root, workflow_dir
+    from qflow.cli.workflows import is_notebook_workflow, prepare, project_root, workflow_dir
+    from qflow.config.loader import load_config
     from qflow.config.paths import Paths
     from qflow.errors import ConfigError
     from qflow.graph.build import build
-    from qflow.graph.dot import render_picture, to_dot
+    from qflow.graph.dot import described_dot, render_picture, to_dot
+    from qflow.notebook import read, step_graph
     from qflow.runtime.record import effective_status, read_record
 
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown format {fmt!r}; formats: {', '.join(FORMATS)}.")
     root = project_root()
     folder = workflow_dir(root, workflow)
-    config, instance, inputs = prepare(root, folder, list(overrides or []))
+    notebook = is_notebook_workflow(folder)
+    if notebook:
+        config, instance, inputs = load_config(root, folder, list(overrides or [])), None, {}
+    else:
+        config, instance, inputs = prepare(root, folder, list(overrides or []))
     paths = Paths(root, config.settings.paths.data)
     statuses = None
+    record = None
     if run_id:
         try:
             record = read_record(paths.runs, run_id)
@@ -45,7 +52,12 @@ def visualise(
         statuses = {nid: n["status"] for nid, n in record["nodes"].items()}
         if effective_status(record) == "crashed":
             statuses = {k: ("crashed" if v in ("pending", "running") else v) for k, v in statuses.items()}
-    dot = to_dot(build(instance, inputs), statuses)
+    if notebook:
+        graph = record["graph"] if record and record.get("graph") else \
+            step_graph(read(folder / "workflow.ipynb"), workflow)
+        dot = described_dot(graph, statuses)
+    else:
+        dot = to_dot(build(instance, inputs), statuses)
     target = output or paths.data / "graphs" / f"{workflow}.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

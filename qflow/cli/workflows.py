@@ -136,19 +136,53 @@ def prepare(root: Path, folder: Path, overrides: list[str], *,
     return config, workflow, build_inputs(config, root, run_inputs)
 
 
+def is_notebook_workflow(folder: Path) -> bool:
+    """Whether ``workflows/NAME`` is a notebook (``workflow.ipynb``, no ``workflow.py``)."""
+    return (folder / "workflow.ipynb").is_file() and not (folder / "workflow.py").is_file()
+
+
+def tracker_settings(config: WorkflowConfig) -> dict[str, Any]:
+    """The configured tracker's settings, with the project and experiment names."""
+    settings = config.settings
+    out = {k: v for k, v in (settings.tracker.model_extra or {}).items() if v is not None}
+    out.update(project=settings.project_name, experiment=settings.experiment_name)
+    return out
+
+
+def run_notebook_workflow(root: Path, folder: Path, overrides: list[str], *,
+                          cache: bool = True, console: bool = True) -> RunState:
+    """Run ``workflows/NAME/workflow.ipynb`` headlessly with its configured parameters."""
+    from qflow.launchers.papermill import PapermillLauncher
+    from qflow.notebook import parameters, read
+
+    config = load_config(root, folder, overrides)
+    notebook = folder / "workflow.ipynb"
+    known = parameters(read(notebook), notebook)
+    values = config.settings.parameters
+    for name in values:
+        if name not in known:
+            key = f"parameters.{name}"
+            raise ConfigError(f"{config.source_of(key)}: unknown key '{key}': the notebook has no "
+                              f"parameter {name!r} (parameters: {', '.join(known) or 'none'}).")
+    settings = config.settings
+    launcher = PapermillLauncher(Paths(root, settings.paths.data), tracker=settings.tracker.name,
+                                 tracker_settings=tracker_settings(config), console=console,
+                                 cache=cache)
+    return launcher.launch_notebook(notebook, values, name=folder.name)
+
+
 def run_workflow(root: Path, folder: Path, overrides: list[str], *,
                  cls: type[WorkflowBase] | None = None, cache: bool = True,
                  console: bool = True) -> RunState:
     """Compose, validate and compute the workflow in ``folder`` of the project at ``root``."""
     from qflow.launchers import launchers
 
+    if cls is None and is_notebook_workflow(folder):
+        return run_notebook_workflow(root, folder, overrides, cache=cache, console=console)
     config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
     settings = config.settings
     launcher_cls: Any = launchers.get(settings.launcher.name)
     paths = Paths(root, settings.paths.data)
-    tracker_settings = {k: v for k, v in (settings.tracker.model_extra or {}).items()
-                        if v is not None}
-    tracker_settings.update(project=settings.project_name, experiment=settings.experiment_name)
-    launcher = launcher_cls(paths, tracker=settings.tracker.name, tracker_settings=tracker_settings,
-                            console=console, cache=cache)
+    launcher = launcher_cls(paths, tracker=settings.tracker.name,
+                            tracker_settings=tracker_settings(config), console=console, cache=cache)
     return launcher.launch(workflow, inputs, name=folder.name)

@@ -59,6 +59,23 @@ def to_dot(graph: Graph, statuses: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def described_dot(graph: dict[str, Any], statuses: dict[str, str] | None = None) -> str:
+    """DOT source of a graph as run records describe it (``{"name", "nodes": [...]}``)."""
+    lines = [f"digraph {_q(graph.get('name') or 'graph')} {{", "  rankdir=LR;",
+             '  node [fontname="Helvetica", fontsize=11, style="rounded,filled"];']
+    for node in graph.get("nodes", []):
+        status = (statuses or {}).get(node["id"])
+        label = node["id"] + (f"\n[{status}]" if status else "")
+        lines.append(f"  {_q(node['id'])} [shape={SHAPES.get(node.get('kind'), 'box')}, "
+                     f"label={_q(label).replace(chr(92) * 2, chr(92))}, "
+                     f"fillcolor={_q(COLOURS.get(status or '', '#ffffff'))}, "
+                     f"class={_q('qflow-' + (status or 'node'))}];")
+        for up in node.get("upstream", []):
+            lines.append(f"  {_q(up)} -> {_q(node['id'])};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def _edge(proxy: Proxy, param: str) -> str:
     source = f"[{proxy.index}]" if proxy.index else ""
     kind = _type_name(proxy.annotation)

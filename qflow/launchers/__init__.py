@@ -3,7 +3,8 @@
 from qflow.plugins import Registry
 
 launchers: Registry[type] = Registry(
-    "qflow.launchers", {"local": "qflow.launchers.local:LocalLauncher"}
+    "qflow.launchers", {"local": "qflow.launchers.local:LocalLauncher",
+                        "papermill": "qflow.launchers.papermill:PapermillLauncher"}
 )
 
 __all__ = ["launchers"]

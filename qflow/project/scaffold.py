@@ -79,12 +79,12 @@ def init_project(name: str, parent: Path, *, account: str | None = None, domain:
     return render_tree("project", parent / name, context)
 
 
-def new_workflow(root: Path, name: str) -> Path:
-    """Create ``workflows/<name>/`` (workflow.py and config.yaml) in the project at ``root``."""
+def new_workflow(root: Path, name: str, *, notebook: bool = False) -> Path:
+    """Create ``workflows/<name>/`` (workflow.py, or workflow.ipynb, and config.yaml)."""
     check_name("workflow", name)
     target = (root / "workflows" / name).resolve()
     if target.parent != (root / "workflows").resolve():
         raise ConfigError(f"Invalid workflow name {name!r}: it leaves the project's workflows/.")
     class_name = "".join(part.capitalize() for part in name.split("_") if part) or "Workflow"
     context = {"project": root.name, "workflow": name, "class_name": class_name}
-    return render_tree("workflow", target, context)
+    return render_tree("notebook_workflow" if notebook else "workflow", target, context)

@@ -50,7 +50,7 @@ class ProgressBar:
 
     name: str
     total: float | None = None
-    done: float = field(default=0.0)
+    done: float = field(default=0)
 
     def update(self, n: float = 1, *, message: str = "") -> Progress:
         """Advance by ``n`` and return the :class:`Progress` event to yield."""

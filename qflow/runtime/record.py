@@ -26,7 +26,8 @@ def new_run_id() -> str:
     return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
-def _summary(value: Any) -> Any:
+def summary(value: Any) -> Any:
+    """``value`` itself if JSON-able and short, else its (shortened) ``repr``."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     text = repr(value)
@@ -60,7 +61,7 @@ class RunRecorder(Observer):
             "graph": run.graph.to_dict(),
             "parameters": run.parameters,
             "metrics": run.metrics,
-            "result": _summary(run.result),
+            "result": summary(run.result),
             "error": run.error,
             "failed_step": run.failed_step,
             "counts": counts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_ext.cells import analyse
+from qflow.cells import analyse
 
 E: set[str] = set()  # the empty set, for readability in the table
 

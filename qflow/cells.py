@@ -1,5 +1,7 @@
 """Which names a notebook cell reads and which it binds: static analysis of its source.
 
+Used by the ``%%qflow_step`` magic and by ``qflow export`` (so it lives in the engine).
+
 A flow-ordered walk over the cell's AST: right-hand sides before targets, so ``x = x + 1``
 reads ``x`` and binds it. At cell level, a name *read* before the cell binds it is an input
 (``refs``); a name *bound* (assignment, import, ``def``, ``class``, ``for`` target, ``with ...

@@ -1,0 +1,199 @@
+"""The papermill launcher: a notebook runs headlessly on a real kernel, as one QFlow run.
+
+Parameters are injected after the cell tagged ``parameters``. The kernel's ``%%qflow_step``
+cells use the project's store and the same keys as interactive sessions, so a step computed
+in the notebook is not computed again headlessly, and the reverse; they also write the run's
+per-step record (the run id and workflow name reach the kernel through its environment).
+The executed notebook is kept in the run's folder and attached to the tracker run. A
+notebook with no step cells is a run of one node, ``notebook``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from qflow.config.paths import Paths
+from qflow.errors import ConfigError, StepError
+from qflow.notebook import parameters, read, step_of_cell
+from qflow.runtime.events import RunState
+from qflow.runtime.record import new_run_id, read_record, summary
+from qflow.store.atomic import atomic_write_bytes
+from qflow.trackers import trackers as tracker_registry
+from qflow.trackers.base import STATUS, MetricPoint, flatten
+
+
+class PapermillLauncher:
+    """Runs notebooks with papermill and records them like any workflow run."""
+
+    def __init__(self, paths: Paths | None = None, *, tracker: str | None = "file",
+                 tracker_settings: dict[str, Any] | None = None, console: bool = True,
+                 cache: bool = True, kernel: str | None = None) -> None:
+        self.paths = paths or Paths.discover()
+        self.tracker = tracker
+        self.tracker_settings = dict(tracker_settings or {})
+        self.console = console
+        self.cache = cache
+        self.kernel = kernel
+
+    def _say(self, text: str) -> None:
+        if self.console:
+            print(text, file=sys.stderr, flush=True)
+
+    def launch_notebook(self, notebook: Path, values: dict[str, Any], *, name: str,
+                        source: str = "the command line") -> RunState:
+        """Execute ``notebook`` with ``values`` injected; return the finished run."""
+        nb = read(notebook)
+        known = parameters(nb, notebook)
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: the notebook {notebook} has no parameter "
+                              f"{unknown[0]!r} (parameters: {', '.join(known) or 'none'}).",
+                              hint="Parameters are the names its cell tagged `parameters` sets.")
+        tracker_cls: Any = tracker_registry.get(self.tracker) if self.tracker else None
+        run = RunState(run_id=new_run_id(), workflow=name, parameters={**known, **values},
+                       graph=None, nodes={}, root=self.paths.root, store=self.paths.store)
+        folder = self.paths.runs / run.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        output = folder / "notebook.ipynb"
+        tracker = None
+        if tracker_cls is not None:
+            tracker = tracker_cls(Path(self.paths.tracker) / self.tracker, **self.tracker_settings)
+            tracker.announce = self.console
+            tracker.start_run(run, {"qflow.workflow": name, "qflow.run_id": run.run_id,
+                                    "qflow.notebook": str(notebook)})
+            params = flatten("", run.parameters, {})
+            if params:
+                tracker.log_params(params)
+        self._say(f"Run {run.run_id} of {name} (notebook {notebook})")
+        error: BaseException | None = None
+        try:
+            self._execute(notebook, output, values, run)
+            run.status = "succeeded"
+        except KeyboardInterrupt as exc:
+            run.status, run.error, error = "killed", "interrupted", exc
+        except StepError as exc:
+            run.status, run.error, error = "failed", exc.message, exc
+        finally:
+            run.ended = time.time()
+            record = self._finish(run, notebook, output)
+            if tracker is not None:
+                self._track(tracker, run, record, output, folder / "record.json")
+        self._report(run, record, output)
+        if error is not None:
+            raise error
+        return run
+
+    def _execute(self, notebook: Path, output: Path, values: dict[str, Any], run: RunState) -> None:
+        import papermill
+        from jupyter_client.kernelspec import NoSuchKernel
+        from nbclient.exceptions import DeadKernelError
+
+        saved = {k: os.environ.get(k) for k in ("QFLOW_RUN_ID", "QFLOW_WORKFLOW", "QFLOW_NO_CACHE")}
+        os.environ.update(QFLOW_RUN_ID=run.run_id, QFLOW_WORKFLOW=run.workflow)
+        if not self.cache:
+            os.environ["QFLOW_NO_CACHE"] = "1"
+        try:
+            papermill.execute_notebook(str(notebook), str(output), parameters=values,
+                                       kernel_name=self.kernel, cwd=str(notebook.parent),
+                                       progress_bar=False, log_output=False)
+        except NoSuchKernel as exc:
+            raise ConfigError(f"No Jupyter kernel named {exc.name!r} to run {notebook}.",
+                              hint="List kernels with `jupyter kernelspec list`; set the notebook's "
+                                   "kernel, or install one with `python -m ipykernel install "
+                                   "--user --name NAME`.") from None
+        except papermill.PapermillExecutionError as exc:
+            nb = read(notebook)
+            step = step_of_cell(nb, exc.cell_index)
+            what = f"step '{step}' (cell {exc.cell_index})" if step else f"cell {exc.cell_index}"
+            run.failed_step = step or f"cell {exc.cell_index}"
+            raise StepError(f"The notebook {notebook} failed in {what}: {exc.ename}: "
+                            f"{exc.evalue}", step=run.failed_step, run_id=run.run_id,
+                            hint=f"The executed notebook, up to the failure, is {output}.") from None
+        except DeadKernelError as exc:
+            run.failed_step = "kernel"
+            raise StepError(f"The kernel running {notebook} died ({exc}); out of memory?",
+                            step="kernel", run_id=run.run_id,
+                            hint=f"The executed notebook, up to that point, is {output}.") from None
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _finish(self, run: RunState, notebook: Path, output: Path) -> dict[str, Any]:
+        """Complete the record the kernel wrote (or write one for a plain notebook)."""
+        try:
+            record = read_record(self.paths.runs, run.run_id)
+        except (OSError, ValueError):
+            status = {"succeeded": "ran", "failed": "failed"}.get(run.status, "failed")
+            record = {"nodes": {"notebook": {"id": "notebook", "kind": "step", "status": status,
+                                             "key": None, "duration": run.duration,
+                                             "reasons": ["a plain notebook runs every time"],
+                                             "metrics": []}},
+                      "graph": {"name": run.workflow, "nodes": [
+                          {"id": "notebook", "kind": "step", "title": notebook.name,
+                           "upstream": []}]}}
+        for node in record["nodes"].values():
+            if node["status"] == "done":
+                node["status"] = "ran"
+            if run.status != "succeeded" and node["status"] in ("running", "pending"):
+                node["status"] = "failed"
+        counts: dict[str, int] = {}
+        for node in record["nodes"].values():
+            counts[node["status"]] = counts.get(node["status"], 0) + 1
+        run.result = self._result(record)
+        record.update(run_id=run.run_id, workflow=run.workflow, kind="notebook",
+                      status=run.status, started=run.started, ended=run.ended,
+                      duration=run.duration, pid=os.getpid(), root=str(self.paths.root),
+                      store=str(self.paths.store), parameters=run.parameters, metrics={},
+                      result=summary(run.result), error=run.error, failed_step=run.failed_step, counts=counts,
+                      notebook=str(notebook), executed_notebook=str(output))
+        atomic_write_bytes(self.paths.runs / run.run_id / "record.json",
+                           json.dumps(record, default=repr).encode())
+        return record
+
+    def _result(self, record: dict[str, Any]) -> Any:
+        """The value of the last step cell's last expression, from the store."""
+        from qflow.store.local import Store
+
+        for node in reversed(list(record["nodes"].values())):
+            if node.get("key") and node["status"] in ("ran", "cached"):
+                store = Store(self.paths.store)
+                try:
+                    names = store.manifest(node["key"]).get("names", [])
+                    if "__result__" in names:
+                        return store.load(node["key"], names.index("__result__"))
+                except Exception:  # the result is a convenience; the run stands without it
+                    return None
+                return None
+        return None
+
+    def _track(self, tracker: Any, run: RunState, record: dict[str, Any], output: Path,
+               record_path: Path) -> None:
+        now = int(time.time() * 1000)
+        tracker.log_metrics([MetricPoint(f"{n}.duration_s", float(node.get("duration") or 0),
+                                         0, now) for n, node in record["nodes"].items()])
+        tracker.set_tags({f"qflow.step.{n}.status": node["status"]
+                          for n, node in record["nodes"].items()})
+        if run.error:
+            tracker.set_tags({"qflow.error": run.error[:5000],
+                              "qflow.failed_step": run.failed_step or ""})
+        for path in (record_path, output):
+            if path.exists():
+                tracker.log_artifact(path)
+        tracker.end_run(STATUS.get(run.status, "FAILED"), run.error)
+
+    def _report(self, run: RunState, record: dict[str, Any], output: Path) -> None:
+        for name, node in record["nodes"].items():
+            duration = f"  {node.get('duration') or 0:.2f} s" if node["status"] == "ran" else ""
+            self._say(f"  {node['status']:6} {name}{duration}")
+        counts = record.get("counts", {})
+        self._say(f"Run {run.run_id} {run.status} in {run.duration:.2f} s "
+                  f"({counts.get('ran', 0)} ran, {counts.get('cached', 0)} cached); "
+                  f"executed notebook: {output}")

@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/trackers.py
 	$(PY) benchmarks/notebook_overhead.py
+	$(PY) benchmarks/tuning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache examples/*/.qflow

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
 
-class Factory:
+class Factory(ABC):
     """Saves and loads one kind of artifact into and from a folder of its own.
 
     Subclasses set ``name`` (unique in a registry), ``version`` (bump when the on-disk format
@@ -22,13 +23,13 @@ class Factory:
         """Whether this factory can save ``obj`` (checked when an annotation picked it)."""
         return True
 
+    @abstractmethod
     def save(self, obj: Any, path: Path) -> None:
         """Write ``obj`` into the existing, empty folder ``path``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load(self, path: Path) -> Any:
         """Read back what :meth:`save` wrote into ``path``."""
-        raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
         """What the store records to find this factory again when loading."""
@@ -52,13 +53,13 @@ class BlobFactory(Factory):
 
     filename: ClassVar[str] = "data.bin"
 
+    @abstractmethod
     def dumps(self, obj: Any) -> bytes:
         """The bytes of ``obj``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loads(self, data: bytes) -> Any:
         """The object :meth:`dumps` made ``data`` from."""
-        raise NotImplementedError
 
     def save(self, obj: Any, path: Path) -> None:
         (path / self.filename).write_bytes(self.dumps(obj))

@@ -17,7 +17,7 @@ from qflow.config.paths import find_project_root
 from qflow.errors import ConfigError, QFlowError, StepError
 
 USAGE = """\
-usage: python {prog} [run] [NAME=VALUE ...] [--no-cache]
+usage: python {prog} [run|tune] [NAME=VALUE ...] [--no-cache]
 
 Runs the workflow {name}. NAME is a workflow parameter ({fields}); the Hydra spelling
 parameters.NAME=VALUE works too. Values are parsed as JSON where they can be (0.5, true, [1,2]).
@@ -91,18 +91,23 @@ def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
     cache = "--no-cache" not in args
     args = [a for a in args if a != "--no-cache"]
     try:
-        if command == "tune":
-            raise ConfigError("Tuning is not available in this version of QFlow yet.",
-                              hint=f"Run the workflow with `python {prog} run`.")
         bad = [a for a in args if a.startswith("-")]
         if bad:
             raise ConfigError(f"Unknown option {bad[0]}.", hint=f"See `python {prog} --help`.")
         project = _project_folder(workflow_cls)
+        fields = getattr(workflow_cls, "model_fields", {})
+        overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
+        if command == "tune":
+            if project is None:
+                raise ConfigError(f"Tuning {prog} needs a project: the `tune:` section of the "
+                                  "workflow's config.yaml says what to search.",
+                                  hint="Create the workflow with `qflow new -w NAME` in a project.")
+            from qflow.cli.workflows import tune_workflow
+
+            return tune_workflow(*project, overrides, cls=workflow_cls)
         if project is not None:
             from qflow.cli.workflows import run_workflow
 
-            fields = getattr(workflow_cls, "model_fields", {})
-            overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
             return run_workflow(*project, overrides, cls=workflow_cls, cache=cache)
         params = parse_overrides(workflow_cls, args)
         workflow = workflow_cls(**params)

@@ -186,3 +186,45 @@ def run_workflow(root: Path, folder: Path, overrides: list[str], *,
     launcher = launcher_cls(paths, tracker=settings.tracker.name,
                             tracker_settings=tracker_settings(config), console=console, cache=cache)
     return launcher.launch(workflow, inputs, name=folder.name)
+
+
+def tune_workflow(root: Path, folder: Path, overrides: list[str], *, n_trials: int | None = None,
+                  n_jobs: int = 1, cls: type[WorkflowBase] | None = None) -> Any:
+    """Run the workflow's Optuna study (its ``tune:`` section) and print the best trial."""
+    from qflow.tuners import tuners
+    from qflow.tuners.optuna import TuneRequest
+
+    config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
+    settings = config.settings
+    tune = settings.tune
+    if tune is None:
+        raise ConfigError(f"{config.workflow_file} has no `tune:` section.",
+                          hint="Add `tune: {objective: result, direction: maximize, n_trials: 20, "
+                               "params: {alpha: {type: float, low: 0.001, high: 1.0, log: true}}}`.")
+    fields = type(workflow).model_fields
+    for name in tune.params:
+        if name not in fields:
+            key = f"tune.params.{name}"
+            raise ConfigError(f"{config.source_of(key)}: unknown key '{key}': "
+                              f"{type(workflow).__name__} has no parameter {name!r} "
+                              f"(parameters: {', '.join(fields) or 'none'}).")
+    tuner_settings = settings.tuner.model_extra if settings.tuner else {}
+    request = TuneRequest(
+        name=folder.name, study=f"{settings.project_name}/{folder.name}", cls=type(workflow),
+        parameters=workflow.model_dump(), inputs=inputs, settings=tune,
+        paths=Paths(root, settings.paths.data), tracker=settings.tracker.name,
+        tracker_settings=tracker_settings(config), storage=(tuner_settings or {}).get("storage"))
+    tuner_cls: Any = tuners.get(settings.tuner.name if settings.tuner else "optuna")
+    study = tuner_cls(request).tune(n_trials=n_trials, n_jobs=n_jobs)
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise ConfigError(f"No trial of {request.study} completed.",
+                          hint="Look at the failed runs with `qflow ps -w " + folder.name + "`.") \
+            from None
+    command = " ".join(f"parameters.{k}={v!r}" if isinstance(v, str) else f"parameters.{k}={v}"
+                       for k, v in best.params.items())
+    print(f"Best trial {best.number}: {tune.objective}={best.value:.6g} with "
+          + ", ".join(f"{k}={v!r}" for k, v in best.params.items()))
+    print(f"Run the workflow with them: qflow run -w {folder.name} {command}")
+    return study

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Component(BaseModel):
@@ -19,6 +19,47 @@ class PathsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     data: str = ".qflow"
+
+
+class Distribution(BaseModel):
+    """A tuned parameter's search space: float (low, high, log), int (low, high, step),
+    or categorical (choices)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty list of choices")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"a {self.type} parameter needs low and high")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log scale needs low > 0")
+        return self
+
+
+class TuneSettings(BaseModel):
+    """The ``tune:`` section of a workflow's config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    objective: str = "result"
+    direction: Literal["minimize", "maximize"] = "maximize"
+    n_trials: int = Field(default=20, ge=1)
+    timeout: float | None = None
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "none"] = "median"
+    intermediate: str | None = None
+    params: dict[str, Distribution] = Field(min_length=1)
 
 
 class WorkflowSettings(BaseModel):
@@ -36,4 +77,4 @@ class WorkflowSettings(BaseModel):
     tuner: Component | None = None
     inputs: dict[str, Any] = {}
     parameters: dict[str, Any] = {}
-    tune: dict[str, Any] | None = None
+    tune: TuneSettings | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -20,12 +21,12 @@ from qflow.errors import GraphBuildError
 _QFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class Tracer:
+class Tracer(ABC):
     """What the graph builder installs while it traces ``run()``: records step calls."""
 
+    @abstractmethod
     def call(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Record ``step.apply(*args, **kwargs)`` as a node and return its output proxies."""
-        raise NotImplementedError  # pragma: no cover - the graph builder subclasses this
 
 
 ACTIVE_TRACER: ContextVar[Tracer | None] = ContextVar("qflow_active_tracer", default=None)

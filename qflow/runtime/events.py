@@ -13,6 +13,16 @@ from typing import Any
 from qflow.runtime.info import RuntimeInfo
 
 
+class StopRun(BaseException):
+    """Raised by an observer to stop a run early (a tuner pruning a trial); not a failure."""
+
+    def __init__(self, status: str = "pruned", reason: str = "") -> None:
+        super().__init__(reason or status)
+        self.status = status
+        self.reason = reason
+        self.run_id: str | None = None  # set by the executor
+
+
 @dataclass
 class NodeRun:
     """What happened to one node in a run."""
@@ -45,7 +55,7 @@ class RunState:
     store: Any = None
     started: float = field(default_factory=time.time)
     ended: float | None = None
-    status: str = "running"  # running | succeeded | failed | killed
+    status: str = "running"  # running | succeeded | failed | killed | pruned
     result: Any = None
     result_key: list[str] | None = None
     metrics: dict[str, float] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from qflow.errors import FactoryError, IntegrityError, QFlowError, StepError
 from qflow.graph.explain import explain
 from qflow.graph.graph import Graph, Node
 from qflow.graph.keys import components, digest, value_digest
-from qflow.runtime.events import NodeRun, Observer, RunState
+from qflow.runtime.events import NodeRun, Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
 from qflow.store.local import Store
 
@@ -239,6 +239,11 @@ class Executor:
             run.status = "killed"
             run.error = "interrupted"
             raise
+        except StopRun as stop:
+            run.status = stop.status
+            run.error = stop.reason or None
+            stop.run_id = run.run_id
+            raise
         except QFlowError as exc:
             run.status = "failed"
             run.error = str(exc)
@@ -250,7 +255,8 @@ class Executor:
         finally:
             for record in run.nodes.values():
                 if record.status in ("pending", "running"):
-                    record.status = "skipped" if record.status == "pending" else "failed"
+                    stopped = "pruned" if run.status == "pruned" else "failed"
+                    record.status = "skipped" if record.status == "pending" else stopped
                     self.observer.node_finished(run=run, node=record)
             try:
                 self.store.flush()

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from qflow.runtime.events import NodeRun, Observer, RunState
 
-STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
 BATCH = 1000  # metrics buffered before a flush
 FLUSH_SECONDS = 5.0
 
@@ -71,16 +72,18 @@ def git_commit(root: Path | None) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-class Tracker(Observer):
+class Tracker(Observer, ABC):
     """Base of trackers: maps run events to the primitives a subclass implements."""
 
     name: ClassVar[str] = ""
 
     def __init__(self, folder: Path | str, *, project: str | None = None,
-                 experiment: str | None = None, **settings: Any) -> None:
+                 experiment: str | None = None, parent: str | None = None,
+                 **settings: Any) -> None:
         self.folder = Path(folder)
         self.project = project
         self.experiment = experiment
+        self.parent = parent  # the tracker's id of a parent run (a tuning study's)
         self.settings = settings
         self.record_dir: Path | None = None
         self.announce = True  # may print where to look at runs (the launcher's console setting)
@@ -89,37 +92,42 @@ class Tracker(Observer):
         self._last_flush = time.monotonic()
 
     # -- primitives ---------------------------------------------------------------------------
+    @abstractmethod
     def start_run(self, run: RunState, tags: dict[str, str]) -> None:
         """Open a run (named after ``run.run_id``) in experiment ``self.experiment_name(run)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_params(self, params: dict[str, str]) -> None:
         """Record parameters (set once per run)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_metrics(self, points: list[MetricPoint]) -> None:
         """Record a batch of metric values."""
-        raise NotImplementedError
 
+    @abstractmethod
     def set_tags(self, tags: dict[str, str]) -> None:
         """Record tags (may be updated)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_artifact(self, path: Path) -> None:
         """Attach the file ``path`` to the run."""
-        raise NotImplementedError
 
+    @abstractmethod
     def end_run(self, status: str, error: str | None) -> None:
         """Close the run with FINISHED, FAILED or KILLED."""
-        raise NotImplementedError
 
+    @property
+    def native_run_id(self) -> str | None:
+        """The tracker's own id of the run it is recording (parents refer to it)."""
+        return getattr(self, "_run_id", None)
+
+    @abstractmethod
     def list_runs(self, workflow: str | None = None) -> list[RunData]:
         """The runs this tracker holds (of ``workflow``), newest first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read_run(self, run_id: str, experiment_id: str | None = None) -> RunData:
         """One run, with its metric history and (when attached) its run record."""
-        raise NotImplementedError
 
     # -- mapping run events to primitives -----------------------------------------------------
     def experiment_name(self, run: RunState) -> str:
@@ -135,6 +143,8 @@ class Tracker(Observer):
         commit = git_commit(run.root)
         if commit:
             tags["git.commit"] = commit
+        if self.parent:
+            tags["qflow.parent_run"] = self.parent
         self.start_run(run, tags)
         params = flatten("", run.parameters, {})
         for node in run.graph.nodes.values():
@@ -176,6 +186,8 @@ class Tracker(Observer):
         if run.error:
             self.set_tags({"qflow.error": run.error[:5000],
                            "qflow.failed_step": run.failed_step or ""})
+        if run.status == "pruned":
+            self.set_tags({"qflow.pruned": "true"})
         for path in self._artifacts(run):
             self.log_artifact(path)
         self.end_run(STATUS.get(run.status, "FAILED"), run.error)

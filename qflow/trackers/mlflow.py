@@ -66,9 +66,15 @@ class MlflowTracker(Tracker):
 
     def start_run(self, run: RunState, tags: dict[str, str]) -> None:
         experiment = self._experiment_id(self.experiment_name(run), create=True)
+        if self.parent:
+            tags = {**tags, "mlflow.parentRunId": self.parent}
         created = self.client.create_run(experiment, run_name=run.run_id, tags=tags,
                                          start_time=int(run.started * 1000))
         self._run = created.info.run_id
+
+    @property
+    def native_run_id(self) -> str | None:
+        return self._run
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-QFLOW = str(Path(sys.executable).with_name("qflow"))
+from tests.conftest import REPO, run_qflow
 
 
 def qflow(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([QFLOW, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    if ok:
-        assert proc.returncode == 0, f"qflow {' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return run_qflow(*args, cwd=cwd, code=0 if ok else None, timeout=120)
 
 
 def ps(project: Path, workflow: str) -> list[dict]:

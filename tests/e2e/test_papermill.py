@@ -6,7 +6,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,16 +13,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
-
-QFLOW = str(Path(sys.executable).with_name("qflow"))
+from tests.conftest import QFLOW, REPO, run_qflow
 
 
 def qflow(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run([QFLOW, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == code, f"{args}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return run_qflow(*args, cwd=cwd, code=code)
 
 
 def statuses(proc: subprocess.CompletedProcess) -> dict[str, str]:

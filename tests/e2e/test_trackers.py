@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 
 from qflow import api
-
-QFLOW = str(Path(sys.executable).with_name("qflow"))
+from tests.conftest import QFLOW, run_qflow
 
 WORKFLOW = '''
 import time
@@ -78,10 +77,7 @@ NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0
 
 def qflow(*args: str, cwd: Path, code: int = 0, env: dict | None = None,
           ) -> subprocess.CompletedProcess:
-    proc = subprocess.run([QFLOW, *args], cwd=cwd, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-    assert proc.returncode == code, f"{args}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return run_qflow(*args, cwd=cwd, code=code, env=env, timeout=180)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from qflow.runtime.events import NodeRun, Observer, RunState
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
 BATCH = 1000  # metrics buffered before a flush
 FLUSH_SECONDS = 5.0
+PICTURE_LIMIT = 200  # nodes: larger graphs are attached as DOT, not laid out as SVG
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,9 @@ class Tracker(Observer, ABC):
             return []
         from qflow.graph.dot import render_picture, to_dot
 
+        suffix = "svg" if len(run.graph.nodes) <= PICTURE_LIMIT else "dot"  # layout is O(n^2)
         picture = render_picture(to_dot(run.graph, {n: r.status for n, r in run.nodes.items()}),
-                                 record.parent / "graph.svg")
+                                 record.parent / f"graph.{suffix}")
         return [record, picture]
 
     def record_path(self, run: RunState) -> Path | None:

@@ -204,3 +204,20 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
     assert len(states) == 12 and optuna.trial.TrialState.FAIL in states
     assert optuna.trial.TrialState.COMPLETE in states
     assert "FAILED in step Fit" in proc.stderr and "Best trial" in proc.stdout
+
+
+def test_mlflow_nests_trials_under_the_study_run(tmp_path):
+    root = make_project(tmp_path)
+    qflow("configure", "-c", "tracker=mlflow", cwd=root)
+    qflow("tune", "-w", "tuned", "--n-trials", "3", cwd=root)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / '.qflow/tracker/mlflow/mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["lab/tuned"])
+    parents = runs[runs["tags.qflow.study"] == "lab/tuned"]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    parent = parents.iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert len(children) == 3
+    assert float(parent["tags.qflow.best_value"]) == max(
+        float(v) for v in children["tags.qflow.result"].dropna())

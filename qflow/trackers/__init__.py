@@ -1,6 +1,18 @@
-"""Trackers: sinks of runs (parameters, metrics, status), registered by name."""
+"""Trackers: sinks of runs (parameters, metrics, status), registered by name.
+
+:func:`create` is the one place a tracker is made from its name, the project's paths and its
+settings; launchers, the tuner and :mod:`qflow.api` all go through it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from qflow.plugins import Registry
+
+if TYPE_CHECKING:
+    from qflow.config.paths import Paths
+    from qflow.trackers.base import Tracker
 
 trackers: Registry[type] = Registry("qflow.trackers", {
     "file": "qflow.trackers.file:FileTracker",
@@ -8,4 +20,21 @@ trackers: Registry[type] = Registry("qflow.trackers", {
     "wandb": "qflow.trackers.wandb:WandbTracker",
 })
 
-__all__ = ["trackers"]
+
+def create(name: str, paths: Paths, settings: dict[str, Any] | None = None, *,
+           announce: bool = True) -> Tracker:
+    """The tracker ``name`` keeping its data under ``paths.tracker/name``.
+
+    Args:
+        settings: the tracker's own settings (``tracking_uri``, ``project``, ``experiment``,
+            ``parent``...), passed to its constructor as keywords.
+        announce: whether it may print where to look at runs.
+    """
+    cls: Any = trackers.get(name)
+    tracker: Tracker = cls(paths.tracker / name, **dict(settings or {}))
+    tracker.record_dir = paths.runs
+    tracker.announce = announce
+    return tracker
+
+
+__all__ = ["create", "trackers"]

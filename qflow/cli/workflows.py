@@ -165,7 +165,7 @@ def run_notebook_workflow(root: Path, folder: Path, overrides: list[str], *,
             raise ConfigError(f"{config.source_of(key)}: unknown key '{key}': the notebook has no "
                               f"parameter {name!r} (parameters: {', '.join(known) or 'none'}).")
     settings = config.settings
-    launcher = PapermillLauncher(Paths(root, settings.paths.data), tracker=settings.tracker.name,
+    launcher = PapermillLauncher(Paths.from_settings(root, settings.paths), tracker=settings.tracker.name,
                                  tracker_settings=tracker_settings(config), console=console,
                                  cache=cache)
     return launcher.launch_notebook(notebook, values, name=folder.name)
@@ -182,7 +182,7 @@ def run_workflow(root: Path, folder: Path, overrides: list[str], *,
     config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
     settings = config.settings
     launcher_cls: Any = launchers.get(settings.launcher.name)
-    paths = Paths(root, settings.paths.data)
+    paths = Paths.from_settings(root, settings.paths)
     launcher = launcher_cls(paths, tracker=settings.tracker.name,
                             tracker_settings=tracker_settings(config), console=console, cache=cache)
     return launcher.launch(workflow, inputs, name=folder.name)
@@ -212,7 +212,7 @@ def tune_workflow(root: Path, folder: Path, overrides: list[str], *, n_trials: i
     request = TuneRequest(
         name=folder.name, study=f"{settings.project_name}/{folder.name}", cls=type(workflow),
         parameters=workflow.model_dump(), inputs=inputs, settings=tune,
-        paths=Paths(root, settings.paths.data), tracker=settings.tracker.name,
+        paths=Paths.from_settings(root, settings.paths), tracker=settings.tracker.name,
         tracker_settings=tracker_settings(config), storage=(tuner_settings or {}).get("storage"))
     tuner_cls: Any = tuners.get(settings.tuner.name if settings.tuner else "optuna")
     study = tuner_cls(request).tune(n_trials=n_trials, n_jobs=n_jobs)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qflow.config.schema import PathsSettings
 
 PROJECT_MARKER = Path("configs") / "project.yaml"
 
@@ -28,6 +32,11 @@ class Paths:
     def discover(cls, start: Path | str | None = None) -> Paths:
         """The project around ``start``, else ``start`` itself (embedded defaults in ``./.qflow``)."""
         return cls(find_project_root(start) or Path(start or Path.cwd()).resolve())
+
+    @classmethod
+    def from_settings(cls, root: Path, settings: PathsSettings) -> Paths:
+        """The paths a composed configuration's ``paths:`` section gives the project at ``root``."""
+        return cls(root, settings.data)
 
     @property
     def data(self) -> Path:

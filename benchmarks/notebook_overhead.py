@@ -53,13 +53,13 @@ def main(repeat: int = 3) -> None:
             bare.append(time.perf_counter() - start)
             launcher = PapermillLauncher(Paths(folder), tracker="file", console=False, cache=False)
             start = time.perf_counter()
-            launcher.launch_notebook(path, {}, name="five")
+            launcher.launch(path, {}, name="five")
             qflow_times.append(time.perf_counter() - start)
         launcher = PapermillLauncher(Paths(folder), tracker="file", console=False)
-        launcher.launch_notebook(path, {}, name="five")
+        launcher.launch(path, {}, name="five")
         for _ in range(repeat):
             start = time.perf_counter()
-            launcher.launch_notebook(path, {}, name="five")
+            launcher.launch(path, {}, name="five")
             cached.append(time.perf_counter() - start)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

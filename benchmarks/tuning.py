@@ -15,6 +15,7 @@ import optuna
 import qflow
 from qflow.config.paths import Paths
 from qflow.config.schema import TuneSettings
+from qflow.launchers.local import LocalLauncher
 from qflow.tuners.optuna import OptunaTuner, TuneRequest
 
 TRIALS = 20
@@ -64,8 +65,8 @@ def with_qflow(root: Path) -> float:
     settings = TuneSettings(n_trials=TRIALS, pruner="none",
                             params={"alpha": {"type": "float", "low": 0.0, "high": 1.0}})
     request = TuneRequest(name="pipeline", study="bench/pipeline", cls=Pipeline,
-                          parameters={}, inputs={}, settings=settings, paths=Paths(root),
-                          tracker="file")
+                          parameters={}, inputs={}, settings=settings,
+                          launcher=LocalLauncher(Paths(root), tracker="file", console=False))
     return OptunaTuner(request, console=False).tune().best_value
 
 

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
     from qflow.artifacts.registry import default_registry as registry
     from qflow.artifacts.registry import factory
     from qflow.artifacts.saved import load, save
-    from qflow.cli.launch import launch
     from qflow.dsl.decorators import label_info, mixin, provider, step, workflow
     from qflow.errors import QFlowError
     from qflow.launchers.local import run
     from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
+    from qflow.workflows import launch
 
 from qflow.version import __version__
 
@@ -50,7 +50,7 @@ _EXPORTS = {
     "api": "qflow.api",
     "factory": "qflow.artifacts.registry:factory",
     "label_info": "qflow.dsl.decorators:label_info",
-    "launch": "qflow.cli.launch:launch",
+    "launch": "qflow.workflows:launch",
     "load": "qflow.artifacts.saved:load",
     "mixin": "qflow.dsl.decorators:mixin",
     "provider": "qflow.dsl.decorators:provider",

@@ -19,7 +19,7 @@ from typing import Any
 
 from qflow.config.paths import Paths
 from qflow.errors import ConfigError
-from qflow.trackers import trackers
+from qflow.trackers import create
 from qflow.trackers.base import RunData, Tracker
 
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
@@ -30,8 +30,7 @@ def tracker_for(tracker: str | Tracker = "file", *, root: Path | str | None = No
     """A tracker instance: ``tracker`` itself, or the one named, on the project's data folder."""
     if isinstance(tracker, Tracker):
         return tracker
-    cls: Any = trackers.get(tracker)
-    return cls(Paths.discover(root).tracker / tracker, **settings)
+    return create(tracker, Paths.discover(root), settings)
 
 
 class Artifacts(Mapping[str, Any]):

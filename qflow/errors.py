@@ -11,9 +11,17 @@ Every error a user can cause derives from :class:`QFlowError`; each class carrie
     │   └── IntegrityError an artifact on disk does not match its checksum
     ├── ConfigError        a configuration file, key or value is wrong
     └── StepError          a user's step raised; carries the step name and run id
+
+:func:`report_error` prints one of them for a person, and :func:`user_traceback` shows a
+user's exception without QFlow's own frames. This module imports nothing else from QFlow,
+so every layer can raise and report these errors.
 """
 
 from __future__ import annotations
+
+import sys
+import traceback
+from typing import TextIO
 
 
 class QFlowError(Exception):
@@ -72,3 +80,24 @@ class StepError(QFlowError):
         self.step = step
         self.run_id = run_id
         super().__init__(message, hint=hint)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of a user's exception, without QFlow's own frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/qflow/runtime/" not in f.filename.replace("\\", "/")]
+    lines = traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "Traceback (most recent call last):\n" + "".join(lines)
+
+
+def report_error(exc: QFlowError, stream: TextIO | None = None) -> None:
+    """Print ``exc`` for a person: its headline, message, hint, and a failed step's traceback."""
+    stream = stream or sys.stderr
+    print(f"Error: {exc.headline}", file=stream)
+    print(f"  {exc.message}", file=stream)
+    if isinstance(exc, StepError) and exc.__cause__ is not None \
+            and not isinstance(exc.__cause__, QFlowError):
+        print("\n" + user_traceback(exc.__cause__), file=stream)
+    if exc.hint:
+        print(f"Hint: {exc.hint}", file=stream)

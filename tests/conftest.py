@@ -1,16 +1,25 @@
-"""Shared fixtures: a temporary project folder and helpers to run workflow files."""
+"""Shared fixtures: a temporary project folder, helpers to run workflow files, and S3 on
+loopback (moto's server) for the store at a URL."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 QFLOW = str(Path(sys.executable).with_name("qflow"))
+MOTO_SERVER = str(Path(sys.executable).with_name("moto_server"))
 
 
 @pytest.fixture
@@ -36,3 +45,53 @@ def run_qflow(*args: str, cwd: Path, code: int | None = 0, env: dict | None = No
     if code is not None:
         assert proc.returncode == code, f"qflow {' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a moto S3 server on loopback, started once per test session."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start on {endpoint}") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and nothing else
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<fresh bucket>/store`` on the moto server, with its endpoint and dummy
+    credentials in the environment (inherited by subprocesses)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    import fsspec
+
+    bucket = f"qflow-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    return f"s3://{bucket}/store"

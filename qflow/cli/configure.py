@@ -22,10 +22,10 @@ def configure(
         "--set", help="A setting as KEY=VALUE (repeatable); prompted for when interactive.")] = None,
 ) -> None:
     """Configure new component for Qflow project and make it the project's default."""
-    from qflow.cli.workflows import project_root
     from qflow.config.loader import parse_value
     from qflow.errors import ConfigError
     from qflow.project import components as comp
+    from qflow.project.workflows import project_root
 
     root = project_root()
     name, choice_name = comp.parse(component)
@@ -62,8 +62,8 @@ def teardown(
                                       "data without asking.")] = False,
 ) -> None:
     """Tear down selected configuration: remove its config and, once confirmed, its local data."""
-    from qflow.cli.workflows import project_root
     from qflow.project import components as comp
+    from qflow.project.workflows import project_root
 
     root = project_root()
     name, choice_name = comp.parse(component)

@@ -15,9 +15,9 @@ def export(
                                     "workflow.py in the class DSL.")] = "ipynb",
 ) -> None:
     """Export a notebook as a workflow: workflows/NAME/workflow.ipynb and config.yaml."""
-    from qflow.cli.workflows import project_root
     from qflow.errors import ConfigError
     from qflow.project.export import export as export_notebook
+    from qflow.project.workflows import project_root
 
     if to not in ("ipynb", "py"):
         raise ConfigError(f"Unknown --to {to!r}: use ipynb or py.")

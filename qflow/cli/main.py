@@ -33,15 +33,13 @@ def _guard(function: Any) -> Any:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from qflow.errors import QFlowError, StepError
+        from qflow.errors import QFlowError, StepError, report_error
 
         try:
             return function(*args, **kwargs)
         except QFlowError as exc:
             if _state["debug"]:
                 raise
-            from qflow.cli.launch import report_error
-
             report_error(exc)
             raise typer.Exit(1 if isinstance(exc, StepError) else 2) from None
         except KeyboardInterrupt:

@@ -14,8 +14,8 @@ def new(
                                            "(workflow.ipynb, run with papermill).")] = False,
 ) -> None:
     """Create a new workflow: workflows/NAME/workflow.py and config.yaml, ready to run."""
-    from qflow.cli.workflows import project_root
     from qflow.project.scaffold import new_workflow
+    from qflow.project.workflows import project_root
 
     root = project_root()
     folder = new_workflow(root, workflow, notebook=notebook)

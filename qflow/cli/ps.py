@@ -50,8 +50,8 @@ def ps(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List runs for the workflow: id, status, start, duration, steps ran/cached, result, metrics."""
-    from qflow.cli.workflows import project_root, workflow_dir
     from qflow.config.paths import Paths
+    from qflow.project.workflows import project_root, workflow_dir
     from qflow.runtime.record import list_records
 
     root = project_root()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,11 +19,12 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every step.")] = False,
 ) -> None:
     """Run a workflow: every step runs or comes from the cache, and the run is recorded."""
-    from qflow.cli.workflows import project_root, run_workflow, workflow_dir
     from qflow.errors import ConfigError
+    from qflow.project.workflows import project_root, workflow_dir
+    from qflow.workflows import run_notebook, run_workflow
 
     if notebook is not None:
-        state = _run_notebook(notebook, list(parameter or []))
+        state = run_notebook(notebook, _parameters(list(parameter or [])))
     elif workflow is None:
         raise ConfigError("Say what to run: -w WORKFLOW, or --notebook PATH.")
     else:
@@ -34,11 +35,10 @@ def run(
     typer.echo(f"result: {state.result!r}")
 
 
-def _run_notebook(path: Path, items: list[str]):  # type: ignore[no-untyped-def]
+def _parameters(items: list[str]) -> dict[str, Any]:
+    """``-p KEY=VALUE`` options as notebook parameters."""
     from qflow.config.loader import parse_value
-    from qflow.config.paths import Paths
     from qflow.errors import ConfigError
-    from qflow.launchers.papermill import PapermillLauncher
 
     values = {}
     for item in items:
@@ -46,7 +46,4 @@ def _run_notebook(path: Path, items: list[str]):  # type: ignore[no-untyped-def]
         if not sep or not key.isidentifier():
             raise ConfigError(f"Cannot read the parameter {item!r}.", hint="Write -p KEY=VALUE.")
         values[key] = parse_value(raw)
-    path = path.resolve()
-    paths = Paths.discover(path.parent)
-    launcher = PapermillLauncher(paths, tracker="file")
-    return launcher.launch_notebook(path, values, name=path.stem)
+    return values

@@ -16,7 +16,8 @@ def tune(
     n_jobs: Annotated[int, typer.Option("--n-jobs", min=1, help="Trials run in parallel.")] = 1,
 ) -> None:
     """Tune hyperparameters with Optuna; the study resumes where a previous command stopped."""
-    from qflow.cli.workflows import project_root, tune_workflow, workflow_dir
+    from qflow.project.workflows import project_root, workflow_dir
+    from qflow.workflows import tune_workflow
 
     root = project_root()
     tune_workflow(root, workflow_dir(root, workflow), list(overrides or []), n_trials=n_trials,

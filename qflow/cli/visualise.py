@@ -20,13 +20,13 @@ def visualise(
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, as for run.")] = None,
 ) -> None:
     """Visualise workflow execution graph: steps, providers, inputs and the artifacts between them."""
-    from qflow.cli.workflows import is_notebook_workflow, prepare, project_root, workflow_dir
     from qflow.config.loader import load_config
     from qflow.config.paths import Paths
     from qflow.errors import ConfigError
     from qflow.graph.build import build
     from qflow.graph.dot import described_dot, render_picture, to_dot
     from qflow.notebook import read, step_graph
+    from qflow.project.workflows import is_notebook_workflow, prepare, project_root, workflow_dir
     from qflow.runtime.record import effective_status, read_record
 
     if fmt not in FORMATS:

@@ -15,10 +15,18 @@ class Component(BaseModel):
 
 
 class PathsSettings(BaseModel):
-    """Where QFlow keeps its local data, relative to the project root."""
+    """Where QFlow keeps its data: local data relative to the project root, and the store.
+
+    ``store`` is a folder (relative to the project root, or absolute) or an fsspec URL such as
+    ``s3://bucket/prefix`` (default ``<data>/store``); ``storage_options`` go to the fsspec
+    file system of a URL; ``trust_pickles`` allows loading cloudpickled values from a URL.
+    """
 
     model_config = ConfigDict(extra="forbid")
     data: str = ".qflow"
+    store: str | None = None
+    storage_options: dict[str, Any] = {}
+    trust_pickles: bool = False
 
 
 class Distribution(BaseModel):

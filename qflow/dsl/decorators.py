@@ -88,6 +88,29 @@ def signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
+class _TracedApply:
+    """A step's ``apply``: traced into the graph when called with proxies, else plain Python.
+
+    A module-level class rather than a closure, so that a step class shipped by value to
+    another process (a Dask worker) pickles without the tracer's context variable.
+    """
+
+    def __init__(self, original: Callable[..., Any]) -> None:
+        self.__qflow_original__ = original
+        functools.update_wrapper(self, original)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else functools.partial(self.__call__, instance)
+
+    def __call__(self, step: Any, *args: Any, **kwargs: Any) -> Any:
+        tracer = ACTIVE_TRACER.get()
+        if tracer is not None and (
+            any(contains_proxy(a) for a in args) or any(contains_proxy(v) for v in kwargs.values())
+        ):
+            return tracer.call(step, args, kwargs)
+        return self.__qflow_original__(step, *args, **kwargs)
+
+
 def _wrap_apply(cls: type) -> None:
     original = getattr(cls, "apply", None)
     if original is None or not callable(original):
@@ -97,18 +120,7 @@ def _wrap_apply(cls: type) -> None:
         )
     if getattr(original, "__qflow_original__", None) is not None:
         return
-
-    @functools.wraps(original)
-    def apply(self: Any, *args: Any, **kwargs: Any) -> Any:
-        tracer = ACTIVE_TRACER.get()
-        if tracer is not None and (
-            any(contains_proxy(a) for a in args) or any(contains_proxy(v) for v in kwargs.values())
-        ):
-            return tracer.call(self, args, kwargs)
-        return original(self, *args, **kwargs)
-
-    apply.__qflow_original__ = original  # type: ignore[attr-defined]
-    cls.apply = apply
+    cls.apply = _TracedApply(original)
 
 
 @overload

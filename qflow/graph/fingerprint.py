@@ -190,6 +190,8 @@ class _Walker:
         for base in cls.__mro__[1:]:
             self.visit(base)
         for attr in vars(cls).values():
+            if hasattr(attr, "__wrapped__") and callable(attr):  # a decorated method
+                attr = inspect.unwrap(attr)
             if isinstance(attr, (types.FunctionType, classmethod, staticmethod, property)):
                 self.visit_methods_globals(attr)
 

@@ -4,6 +4,7 @@ from qflow.plugins import Registry
 
 launchers: Registry[type] = Registry(
     "qflow.launchers", {"local": "qflow.launchers.local:LocalLauncher",
+                        "dask": "qflow.launchers.dask:DaskLauncher",
                         "papermill": "qflow.launchers.papermill:PapermillLauncher"}
 )
 

@@ -19,34 +19,40 @@ from typing import Any
 
 from qflow.config.paths import Paths
 from qflow.errors import ConfigError, StepError
+from qflow.launchers.base import Launcher
 from qflow.notebook import parameters, read, step_of_cell
 from qflow.runtime.events import RunState
 from qflow.runtime.record import new_run_id, read_record, summary
 from qflow.store.atomic import atomic_write_bytes
-from qflow.trackers import trackers as tracker_registry
+from qflow.trackers import create as create_tracker
 from qflow.trackers.base import STATUS, MetricPoint, flatten
 
 
-class PapermillLauncher:
+class PapermillLauncher(Launcher):
     """Runs notebooks with papermill and records them like any workflow run."""
 
-    def __init__(self, paths: Paths | None = None, *, tracker: str | None = "file",
-                 tracker_settings: dict[str, Any] | None = None, console: bool = True,
-                 cache: bool = True, kernel: str | None = None) -> None:
-        self.paths = paths or Paths.discover()
-        self.tracker = tracker
-        self.tracker_settings = dict(tracker_settings or {})
-        self.console = console
-        self.cache = cache
+    name = "papermill"
+
+    def __init__(self, paths: Paths | None = None, *, kernel: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(paths, **kwargs)
         self.kernel = kernel
 
     def _say(self, text: str) -> None:
         if self.console:
             print(text, file=sys.stderr, flush=True)
 
-    def launch_notebook(self, notebook: Path, values: dict[str, Any], *, name: str,
-                        source: str = "the command line") -> RunState:
-        """Execute ``notebook`` with ``values`` injected; return the finished run."""
+    def launch(self, target: Path, inputs: dict[str, Any] | None = None, *,
+               name: str | None = None, observers: list[Any] | None = None,
+               source: str = "the command line") -> RunState:
+        """Execute the notebook ``target`` with the parameter values ``inputs`` injected.
+
+        ``source`` names where the values came from, for errors. Returns the finished run.
+        """
+        if observers:
+            raise ConfigError("The papermill launcher takes no per-run observers yet: a "
+                              "notebook's steps report from its kernel.")
+        notebook, values, name = target, dict(inputs or {}), name or target.stem
         nb = read(notebook)
         known = parameters(nb, notebook)
         unknown = sorted(set(values) - set(known))
@@ -54,16 +60,14 @@ class PapermillLauncher:
             raise ConfigError(f"{source}: the notebook {notebook} has no parameter "
                               f"{unknown[0]!r} (parameters: {', '.join(known) or 'none'}).",
                               hint="Parameters are the names its cell tagged `parameters` sets.")
-        tracker_cls: Any = tracker_registry.get(self.tracker) if self.tracker else None
+        tracker = create_tracker(self.tracker, self.paths, self.tracker_settings,
+                                 announce=self.console) if self.tracker else None
         run = RunState(run_id=new_run_id(), workflow=name, parameters={**known, **values},
                        graph=None, nodes={}, root=self.paths.root, store=self.paths.store)
         folder = self.paths.runs / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
         output = folder / "notebook.ipynb"
-        tracker = None
-        if tracker_cls is not None:
-            tracker = tracker_cls(Path(self.paths.tracker) / self.tracker, **self.tracker_settings)
-            tracker.announce = self.console
+        if tracker is not None:
             tracker.start_run(run, {"qflow.workflow": name, "qflow.run_id": run.run_id,
                                     "qflow.notebook": str(notebook)})
             params = flatten("", run.parameters, {})

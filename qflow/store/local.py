@@ -12,6 +12,11 @@ A manifest records every file's size and SHA-256; loading checks them (the hash 
 to ``VERIFY_LIMIT`` bytes, the size for larger ones) and a mismatch moves the object to
 ``quarantine/`` and raises :class:`~qflow.errors.IntegrityError`, so the caller recomputes.
 Whether a key is cached is a ``stat`` or two: nothing is read or hashed until a value is needed.
+
+Objects are written aside (:meth:`Store.stage`) and published under their key
+(:meth:`Store.commit`); the remote store uses these steps to upload an object before the local
+copy becomes visible, and :meth:`Store.adopt` to publish a downloaded one once it is checked.
+A run's scratch store (``scratch/<run_id>/``) holds values that are not cached.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -37,6 +43,7 @@ MANIFEST = "manifest.json"
 BLOB = ".blob"
 FORMAT = 1
 _HOST = socket.gethostname().replace("-", "_") or "host"
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
 def _sha256(path: Path) -> str:
@@ -54,6 +61,48 @@ def _checksums(folder: str | Path, prefix: str) -> Any:
             yield from _checksums(entry.path, f"{prefix}{entry.name}/")
         else:
             yield f"{prefix}{entry.name}", [entry.stat().st_size, _sha256(Path(entry.path))]
+
+
+def _read_blob_file(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The manifest line and the payload of the blob file ``path``."""
+    with open(path, "rb") as f:
+        header = f.readline()
+        return json.loads(header), f.read()
+
+
+def _blob_problem(data: bytes, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a blob's payload ``data``, or ``None`` when it matches its manifest."""
+    size, digest = manifest["files"][BLOB]
+    if len(data) != size:
+        return f"blob has {len(data)} bytes, {size} were written"
+    if hashlib.sha256(data).hexdigest() != digest:
+        return "blob does not match its SHA-256 checksum"
+    return None
+
+
+def _folder_problem(base: Path, manifest: dict[str, Any], full: bool) -> str | None:
+    """What is wrong with the files of the folder object at ``base``, or ``None``.
+
+    Hashes files up to ``VERIFY_LIMIT`` bytes (every file when ``full``); checks sizes only above.
+    """
+    for rel, (size, digest) in manifest["files"].items():
+        try:
+            actual = (base / rel).stat().st_size
+        except FileNotFoundError:
+            return f"file {rel} is missing"
+        if actual != size:
+            return f"file {rel} has {actual} bytes, {size} were written"
+        if (full or size <= VERIFY_LIMIT) and _sha256(base / rel) != digest:
+            return f"file {rel} does not match its SHA-256 checksum"
+    return None
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it can name a scratch folder (no separators, no leading dot)."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise StoreError(f"Invalid run id {run_id!r} for a scratch store.",
+                         hint="Use letters, digits, '.', '_' and '-' only.")
+    return run_id
 
 
 class Store:
@@ -101,28 +150,68 @@ class Store:
         return self._blob(key).exists() or (self.path(key) / MANIFEST).exists()
 
     # -- writing ------------------------------------------------------------------------------
+    def new_tmp(self) -> Path:
+        """A fresh path in ``tmp/`` owned by this process (removed if the process dies)."""
+        return self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
+
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
         """Store ``outputs`` (value, declared factory or None) under ``key``, atomically."""
+        manifest, tmp = self.stage(key, outputs, meta)
+        self.commit(key, tmp)
+        return manifest
+
+    def stage(self, key: str, outputs: list[tuple[Any, Any]],
+              meta: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+        """Write the object for ``key`` aside: its manifest and the blob file or folder in ``tmp/``."""
+        self.path(key)  # checks the key before any factory runs
         chosen = [self.registry.choose(declared, value) for value, declared in outputs]
-        tmp = self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
+        tmp = self.new_tmp()
         try:
             if len(outputs) == 1 and isinstance(chosen[0], BlobFactory):
-                manifest, final = self._write_blob(tmp, key, chosen[0], outputs[0][0], meta)
+                manifest = self._write_blob(tmp, key, chosen[0], outputs[0][0], meta)
             else:
-                manifest, final = self._write_folder(tmp, key, chosen, outputs, meta)
+                manifest = self._write_folder(tmp, key, chosen, outputs, meta)
         except BaseException:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+            self.discard(tmp)
             raise
+        return manifest, tmp
+
+    def discard(self, tmp: Path) -> None:
+        """Delete an object staged at ``tmp`` that will not be committed."""
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+    def commit(self, key: str, tmp: Path) -> None:
+        """Publish the object staged at ``tmp`` (a blob file or a folder) under ``key``."""
+        final = self._blob(key) if tmp.is_file() else self.path(key)
         publish(tmp, final)
         self._unsynced.append(final)
         self._verified.add(key)
+
+    def adopt(self, key: str, tmp: Path) -> dict[str, Any]:
+        """Commit an object written at ``tmp`` by someone else (a download) once every file of it
+        matches its manifest's size and SHA-256; else remove ``tmp`` and raise IntegrityError."""
+        try:
+            if tmp.is_file():
+                manifest, data = _read_blob_file(tmp)
+                problem = _blob_problem(data, manifest)
+            else:
+                manifest = json.loads((tmp / MANIFEST).read_text())
+                problem = _folder_problem(tmp, manifest, full=True)
+            if manifest.get("key") != key:
+                problem = f"its manifest names the key {manifest.get('key')!r}"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"its manifest is unreadable ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            self.discard(tmp)
+            raise IntegrityError(f"Artifact {key}: {problem}.")
+        self.commit(key, tmp)
         return manifest
 
     def _write_blob(self, tmp: Path, key: str, factory: BlobFactory, value: Any,
-                    meta: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+                    meta: dict[str, Any]) -> dict[str, Any]:
         data = factory.dumps(value)
         manifest = {"format": FORMAT, "key": key, "outputs": [factory.spec()],
                     "files": {BLOB: [len(data), hashlib.sha256(data).hexdigest()]},
@@ -130,10 +219,10 @@ class Store:
         with open(tmp, "wb") as f:
             f.write(json.dumps(manifest).encode() + b"\n")
             f.write(data)
-        return manifest, self._blob(key)
+        return manifest
 
     def _write_folder(self, tmp: Path, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],
-                      meta: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+                      meta: dict[str, Any]) -> dict[str, Any]:
         tmp.mkdir()
         dirs = ["."] if len(outputs) == 1 else [f"out{i}" for i in range(len(outputs))]
         for factory, (value, _), folder in zip(chosen, outputs, dirs, strict=True):
@@ -147,7 +236,7 @@ class Store:
         manifest = {"format": FORMAT, "key": key, "outputs": [f.spec() for f in chosen],
                     "dirs": dirs, "files": files, "created": time.time(), **meta}
         (tmp / MANIFEST).write_text(json.dumps(manifest))
-        return manifest, self.path(key)
+        return manifest
 
     # -- reading ------------------------------------------------------------------------------
     def _read_blob(self, key: str) -> tuple[dict[str, Any], bytes | None] | None:
@@ -182,14 +271,12 @@ class Store:
                               hint="The step that made it will be recomputed.")
 
     def _blob_payload(self, key: str, manifest: dict[str, Any]) -> bytes:
-        size, digest = manifest["files"][BLOB]
         with open(self._blob(key), "rb") as f:
             f.readline()
             data = f.read()
-        if len(data) != size:
-            raise self._damaged(key, f"blob has {len(data)} bytes, {size} were written")
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise self._damaged(key, "blob does not match its SHA-256 checksum")
+        problem = _blob_problem(data, manifest)
+        if problem is not None:
+            raise self._damaged(key, problem)
         return data
 
     def verify(self, key: str, *, full: bool = False) -> dict[str, Any]:
@@ -197,19 +284,10 @@ class Store:
         manifest = self.manifest(key)
         if BLOB in manifest["files"]:
             self._blob_payload(key, manifest)
-            self._verified.add(key)
-            return manifest
-        base = self.path(key)
-        for rel, (size, digest) in manifest["files"].items():
-            path = base / rel
-            try:
-                actual = path.stat().st_size
-            except FileNotFoundError:
-                raise self._damaged(key, f"file {rel} is missing") from None
-            if actual != size:
-                raise self._damaged(key, f"file {rel} has {actual} bytes, {size} were written")
-            if (full or size <= VERIFY_LIMIT) and _sha256(path) != digest:
-                raise self._damaged(key, f"file {rel} does not match its SHA-256 checksum")
+        else:
+            problem = _folder_problem(self.path(key), manifest, full)
+            if problem is not None:
+                raise self._damaged(key, problem)
         self._verified.add(key)
         return manifest
 
@@ -267,3 +345,12 @@ class Store:
         if self._unsynced:
             folders, self._unsynced = self._unsynced, []
             sync_tree(self.root, folders)
+
+    # -- a run's scratch ----------------------------------------------------------------------
+    def scratch(self, run_id: str) -> Store:
+        """A store under ``scratch/<run_id>/`` for the uncached values of one run."""
+        return Store(self.root / "scratch" / check_run_id(run_id), self.registry)
+
+    def remove_scratch(self, run_id: str) -> None:
+        """Delete the scratch store of ``run_id`` (nothing happens if there is none)."""
+        shutil.rmtree(self.root / "scratch" / check_run_id(run_id), ignore_errors=True)

@@ -15,14 +15,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from qflow.config.paths import Paths
 from qflow.config.schema import Distribution, TuneSettings
 from qflow.errors import ConfigError, StepError
-from qflow.launchers.local import LocalLauncher
+from qflow.launchers.base import Launcher
 from qflow.runtime.events import NodeRun, Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
 
@@ -55,9 +53,8 @@ class TuneRequest:
     parameters: dict[str, Any]
     inputs: dict[str, Any]
     settings: TuneSettings
-    paths: Paths
-    tracker: str | None
-    tracker_settings: dict[str, Any] = field(default_factory=dict)
+    launcher: Launcher
+    """Computes every trial (the configured one: local, or Dask for trials on a cluster)."""
     storage: str | None = None
 
 
@@ -88,7 +85,7 @@ class OptunaTuner:
         """The configured storage, or the SQLite file under ``.qflow/tuner/optuna``."""
         if self.request.storage:
             return self.request.storage
-        folder = self.request.paths.data / "tuner" / "optuna"
+        folder = self.request.launcher.paths.data / "tuner" / "optuna"
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(folder / 'optuna.db').resolve()}"
 
@@ -118,13 +115,10 @@ class OptunaTuner:
         request, settings = self.request, self.request.settings
         suggested = {name: suggest(trial, name, dist) for name, dist in settings.params.items()}
         workflow = request.cls(**{**request.parameters, **suggested})
-        tracker_settings = {**request.tracker_settings, "parent": self._parent}
-        launcher = LocalLauncher(request.paths, tracker=request.tracker,
-                                 tracker_settings=tracker_settings, console=False,
-                                 observers=[_Pruning(trial, settings.intermediate)])
         shown = ", ".join(f"{k}={v!r}" for k, v in suggested.items())
         try:
-            run = launcher.launch(workflow, request.inputs, name=request.name)
+            run = request.launcher.launch(workflow, request.inputs, name=request.name,
+                                          observers=[_Pruning(trial, settings.intermediate)])
         except StopRun as stop:
             trial.set_user_attr("qflow_run_id", stop.run_id)
             self._say(f"  trial {trial.number}: pruned ({stop.reason}) {shown}")
@@ -159,6 +153,7 @@ class OptunaTuner:
                   f"more ({settings.direction} {settings.objective}; storage {self.storage_url()})")
         if remaining:
             self._parent = self._start_parent(study)
+            self.request.launcher.tracker_settings["parent"] = self._parent
             interrupted: list[bool] = []
 
             def on_interrupt(signum: int, frame: Any) -> None:
@@ -185,16 +180,15 @@ class OptunaTuner:
     def _start_parent(self, study: Any) -> str | None:
         """A tracker run for the study, under which trials' runs are nested."""
         from qflow.runtime.record import new_run_id
-        from qflow.trackers import trackers
+        from qflow.trackers import create
 
-        if not self.request.tracker:
+        launcher = self.request.launcher
+        if not launcher.tracker:
             return None
-        cls: Any = trackers.get(self.request.tracker)
-        self._parent_tracker = cls(Path(self.request.paths.tracker) / self.request.tracker,
-                                   **self.request.tracker_settings)
-        self._parent_tracker.announce = False
+        self._parent_tracker = create(launcher.tracker, launcher.paths,
+                                      launcher.tracker_settings, announce=False)
         state = RunState(run_id=f"study-{new_run_id()}", workflow=self.request.name,
-                         parameters={}, graph=None, nodes={}, root=self.request.paths.root)
+                         parameters={}, graph=None, nodes={}, root=launcher.paths.root)
         self._parent_tracker.start_run(state, {"qflow.study": self.request.study,
                                                "qflow.workflow": self.request.name})
         return self._parent_tracker.native_run_id

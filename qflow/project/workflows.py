@@ -1,8 +1,10 @@
-"""Running a project's workflow: find it, load its class and config, and launch it.
+"""A project's workflows: find them, import their class, compose and check their config.
 
-Shared by ``qflow run -w NAME`` and ``python workflows/NAME/workflow.py`` so both do the same
-thing: compose the configuration, validate parameters and inputs against the workflow
-class, and compute it with the configured launcher and tracker.
+Everything needed before a workflow computes, and nothing is written: the project root and
+its ``workflows/NAME`` folders, the one ``@qflow.workflow`` class of a ``workflow.py``, the
+composed configuration validated against that class (parameters and ``inputs:``), and the
+configured tracker's settings. :mod:`qflow.workflows` runs and tunes what this prepares;
+``qflow visualise`` draws it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from qflow.config.loader import WorkflowConfig, load_config
-from qflow.config.paths import Paths, find_project_root
+from qflow.config.paths import find_project_root
 from qflow.dsl.decorators import WorkflowBase
-from qflow.errors import ConfigError, SettingsError
+from qflow.errors import ConfigError, SettingsError, user_traceback
 from qflow.graph.fingerprint import FILE_MODULE_PREFIX
-from qflow.runtime.events import RunState
 
 
 def project_root(start: Path | str | None = None) -> Path:
@@ -69,8 +70,6 @@ def load_workflow_class(path: Path) -> type[WorkflowBase]:
     except ConfigError:
         raise
     except Exception as exc:
-        from qflow.runtime.executor import user_traceback
-
         raise ConfigError(f"Importing {path} failed:\n{user_traceback(exc)}") from None
     found = [v for v in vars(module).values() if isinstance(v, type)
              and issubclass(v, WorkflowBase) and v.__module__ == module_name]
@@ -147,84 +146,3 @@ def tracker_settings(config: WorkflowConfig) -> dict[str, Any]:
     out = {k: v for k, v in (settings.tracker.model_extra or {}).items() if v is not None}
     out.update(project=settings.project_name, experiment=settings.experiment_name)
     return out
-
-
-def run_notebook_workflow(root: Path, folder: Path, overrides: list[str], *,
-                          cache: bool = True, console: bool = True) -> RunState:
-    """Run ``workflows/NAME/workflow.ipynb`` headlessly with its configured parameters."""
-    from qflow.launchers.papermill import PapermillLauncher
-    from qflow.notebook import parameters, read
-
-    config = load_config(root, folder, overrides)
-    notebook = folder / "workflow.ipynb"
-    known = parameters(read(notebook), notebook)
-    values = config.settings.parameters
-    for name in values:
-        if name not in known:
-            key = f"parameters.{name}"
-            raise ConfigError(f"{config.source_of(key)}: unknown key '{key}': the notebook has no "
-                              f"parameter {name!r} (parameters: {', '.join(known) or 'none'}).")
-    settings = config.settings
-    launcher = PapermillLauncher(Paths.from_settings(root, settings.paths), tracker=settings.tracker.name,
-                                 tracker_settings=tracker_settings(config), console=console,
-                                 cache=cache)
-    return launcher.launch_notebook(notebook, values, name=folder.name)
-
-
-def run_workflow(root: Path, folder: Path, overrides: list[str], *,
-                 cls: type[WorkflowBase] | None = None, cache: bool = True,
-                 console: bool = True) -> RunState:
-    """Compose, validate and compute the workflow in ``folder`` of the project at ``root``."""
-    from qflow.launchers import launchers
-
-    if cls is None and is_notebook_workflow(folder):
-        return run_notebook_workflow(root, folder, overrides, cache=cache, console=console)
-    config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
-    settings = config.settings
-    launcher_cls: Any = launchers.get(settings.launcher.name)
-    paths = Paths.from_settings(root, settings.paths)
-    launcher = launcher_cls(paths, tracker=settings.tracker.name,
-                            tracker_settings=tracker_settings(config), console=console, cache=cache)
-    return launcher.launch(workflow, inputs, name=folder.name)
-
-
-def tune_workflow(root: Path, folder: Path, overrides: list[str], *, n_trials: int | None = None,
-                  n_jobs: int = 1, cls: type[WorkflowBase] | None = None) -> Any:
-    """Run the workflow's Optuna study (its ``tune:`` section) and print the best trial."""
-    from qflow.tuners import tuners
-    from qflow.tuners.optuna import TuneRequest
-
-    config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
-    settings = config.settings
-    tune = settings.tune
-    if tune is None:
-        raise ConfigError(f"{config.workflow_file} has no `tune:` section.",
-                          hint="Add `tune: {objective: result, direction: maximize, n_trials: 20, "
-                               "params: {alpha: {type: float, low: 0.001, high: 1.0, log: true}}}`.")
-    fields = type(workflow).model_fields
-    for name in tune.params:
-        if name not in fields:
-            key = f"tune.params.{name}"
-            raise ConfigError(f"{config.source_of(key)}: unknown key '{key}': "
-                              f"{type(workflow).__name__} has no parameter {name!r} "
-                              f"(parameters: {', '.join(fields) or 'none'}).")
-    tuner_settings = settings.tuner.model_extra if settings.tuner else {}
-    request = TuneRequest(
-        name=folder.name, study=f"{settings.project_name}/{folder.name}", cls=type(workflow),
-        parameters=workflow.model_dump(), inputs=inputs, settings=tune,
-        paths=Paths.from_settings(root, settings.paths), tracker=settings.tracker.name,
-        tracker_settings=tracker_settings(config), storage=(tuner_settings or {}).get("storage"))
-    tuner_cls: Any = tuners.get(settings.tuner.name if settings.tuner else "optuna")
-    study = tuner_cls(request).tune(n_trials=n_trials, n_jobs=n_jobs)
-    try:
-        best = study.best_trial
-    except ValueError:
-        raise ConfigError(f"No trial of {request.study} completed.",
-                          hint="Look at the failed runs with `qflow ps -w " + folder.name + "`.") \
-            from None
-    command = " ".join(f"parameters.{k}={v!r}" if isinstance(v, str) else f"parameters.{k}={v}"
-                       for k, v in best.params.items())
-    print(f"Best trial {best.number}: {tune.objective}={best.value:.6g} with "
-          + ", ".join(f"{k}={v!r}" for k, v in best.params.items()))
-    print(f"Run the workflow with them: qflow run -w {folder.name} {command}")
-    return study

@@ -1,0 +1,274 @@
+"""A node task: one step (or provider) to compute, described so that any process can run it.
+
+The run driver decides what must compute; each such node becomes a :class:`NodeTask` — what
+to call, its settings, its inputs as store keys (:class:`Ref`), its output factories, and
+where the store is. :func:`run_node` loads the inputs by key, computes, saves the outputs by
+key and returns a :class:`TaskResult`: the key the outputs are under, the metrics, the
+status. Runtime info goes to ``emit`` while the step runs. Nothing here refers to the
+driver's memory, so a task computes the same in-process or on a Dask worker.
+
+Where values go: a cached node's outputs are saved in the store under its key. A node with
+caching off gets a key derived from its outputs' content (so downstream keys see what this
+run produced); its outputs go to ``memory`` in-process, or to the run's scratch area of the
+store when the task runs elsewhere (removed when the run ends). Providers with caching off
+(``providers.file``, ``providers.factory_load``) travel inside the tasks that read them and
+are evaluated there: storing their output would only copy data already on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qflow.dsl.decorators import Provider, signature
+from qflow.errors import FactoryError, IntegrityError, QFlowError, user_traceback
+from qflow.graph.keys import digest, value_digest
+from qflow.runtime.info import Metric, RuntimeInfo
+
+TaskStatus = Literal["ran", "failed", "damaged"]
+"""``damaged``: an input's stored copy failed its checksum; the driver recomputes it."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Output ``index`` of upstream node ``node``, stored under ``key`` (in scratch if ``scratch``)."""
+
+    node: str
+    key: str
+    index: int
+    scratch: bool = False
+
+
+@dataclass(frozen=True)
+class Inline:
+    """An uncached provider evaluated where its value is needed."""
+
+    provider: Provider
+
+
+@dataclass
+class NodeTask:
+    """Everything needed to compute one node, picklable.
+
+    Attributes:
+        run_id: the run this task belongs to (names its scratch area).
+        node: the node's id in the graph.
+        kind: ``"step"`` or ``"provider"``.
+        obj: the step instance (its settings) or the provider.
+        inputs: ``apply()``'s arguments by name; :class:`Ref` and :class:`Inline` stand for
+            upstream values, nested in lists, tuples and dicts as the workflow passed them.
+        outputs: how many outputs; ``unpack`` whether they come as a ``tuple[...]``.
+        factories: the factory each output's annotation asks for (``None``: by the value).
+        key: the node's cache key.
+        cache: save the outputs in the store under ``key``; otherwise derive a key from the
+            outputs' content and keep them in memory or scratch.
+        store: where the store is (a ``StoreLocation``, opened by the process that computes).
+        root: the folder relative paths of providers are read from.
+    """
+
+    run_id: str
+    node: str
+    kind: str
+    obj: Any
+    inputs: dict[str, Any]
+    outputs: int
+    unpack: bool
+    generator: bool
+    factories: list[Any]
+    key: str
+    cache: bool
+    store: Any
+    root: str | None = None
+    location: str = ""
+
+
+@dataclass
+class TaskResult:
+    """What computing a task produced: never the values, only where they are."""
+
+    node: str
+    status: TaskStatus
+    key: str = ""
+    duration: float = 0.0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    error: str | None = None
+    hint: str | None = None
+    exception: BaseException | None = None
+    damaged: str | None = None
+
+
+Emit = Callable[[RuntimeInfo], None]
+
+
+class DamagedInput(Exception):
+    """An input's stored copy failed its checksum (it was quarantined)."""
+
+    def __init__(self, ref: Ref, error: IntegrityError) -> None:
+        super().__init__(error.message)
+        self.ref = ref
+        self.error = error
+
+
+class Context:
+    """Where a task reads and writes values: the store, its scratch area, and ``memory``."""
+
+    def __init__(self, store: Any, run_id: str, memory: MutableMapping[tuple[str, int], Any]
+                 | None = None, root: Path | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.memory = memory
+        self.root = root
+        self._scratch: Any = None
+
+    @property
+    def scratch(self) -> Any:
+        """The run's scratch store (values of nodes with caching off, out of process)."""
+        if self._scratch is None:
+            self._scratch = self.store.scratch(self.run_id)
+        return self._scratch
+
+    def load(self, ref: Ref) -> Any:
+        """The value ``ref`` stands for (memory first, then the store)."""
+        if self.memory is not None and (ref.key, ref.index) in self.memory:
+            return self.memory[(ref.key, ref.index)]
+        value = (self.scratch if ref.scratch else self.store).load(ref.key, ref.index)
+        if self.memory is not None:
+            self.memory[(ref.key, ref.index)] = value
+        return value
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` with every :class:`Ref` and :class:`Inline` replaced by the real value."""
+        if isinstance(value, Ref):
+            try:
+                return self.load(value)
+            except IntegrityError as exc:
+                raise DamagedInput(value, exc) from None
+        if isinstance(value, Inline):
+            return call_provider(value.provider, self.root)
+        if isinstance(value, tuple):
+            return tuple(self.resolve(v) for v in value)
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        return value
+
+
+def call_provider(provider: Provider, root: Path | None) -> Any:
+    """Call ``provider`` with relative paths resolved against ``root``."""
+    def resolve(value: Any) -> Any:
+        if isinstance(value, Path) and not value.is_absolute() and root is not None:
+            return root / value
+        return value
+
+    return provider.fn(*[resolve(a) for a in provider.args],
+                       **{k: resolve(v) for k, v in provider.kwargs.items()})
+
+
+def _call(task: NodeTask, context: Context, emit: Emit, metrics: list[dict[str, Any]]) -> Any:
+    if task.kind == "provider":
+        return call_provider(task.obj, context.root)
+    step = task.obj
+    fn = type(step).apply.__qflow_original__
+    sig = signature(fn)
+    bound = sig.bind_partial()
+    bound.arguments = {next(iter(sig.parameters)): step,
+                       **{k: context.resolve(v) for k, v in task.inputs.items()}}
+    output = fn(*bound.args, **bound.kwargs)
+    if not task.generator:
+        return output
+    while True:
+        try:
+            info = next(output)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(info, RuntimeInfo):
+            if isinstance(info, Metric):
+                metrics.append({"name": info.name, "value": info.value, "step": info.step})
+            emit(info)
+
+
+def _split(task: NodeTask, output: Any) -> list[Any]:
+    n = task.outputs
+    if n == 1 and not task.unpack:
+        return [output]
+    if not isinstance(output, (tuple, list)) or len(output) != n:
+        got = f"{len(output)} values" if isinstance(output, (tuple, list)) \
+            else type(output).__name__
+        raise _Failure(f"it is annotated to return a tuple of {n} outputs but returned {got}",
+                       hint="Return exactly the annotated tuple, or fix the annotation.")
+    return list(output)
+
+
+class _Failure(Exception):
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[str, int], Any]
+             | None = None, emit: Emit | None = None) -> TaskResult:
+    """Compute ``task``: load its inputs by key, call it, save its outputs by key.
+
+    Args:
+        store: the opened store; by default ``task.store`` is opened in this process.
+        memory: in-process values by ``(key, output index)``; given, values of nodes with
+            caching off stay there instead of going to the run's scratch area.
+        emit: called with each runtime info the step yields, while it runs.
+
+    A user's exception, or an output that cannot be saved, is a ``failed`` result (never
+    raised); ``KeyboardInterrupt`` and an observer's ``StopRun`` raised by ``emit`` propagate.
+    """
+    if store is None:
+        from qflow.store.location import open_store
+
+        store = open_store(task.store)
+    context = Context(store, task.run_id, memory, Path(task.root) if task.root else None)
+    metrics: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def result(status: TaskStatus, **kwargs: Any) -> TaskResult:
+        return TaskResult(node=task.node, status=status, metrics=metrics,
+                          duration=time.perf_counter() - started, **kwargs)
+
+    try:
+        outputs = _split(task, _call(task, context, emit or (lambda info: None), metrics))
+    except DamagedInput as damaged:
+        return result("damaged", damaged=damaged.ref.node,
+                      message=damaged.error.message.split(";")[0])
+    except _Failure as failure:
+        return result("failed", message=failure.message, error=failure.message, hint=failure.hint)
+    except Exception as exc:
+        error = exc.message if isinstance(exc, QFlowError) else user_traceback(exc)
+        return result("failed", message=f"{type(exc).__name__}: {exc}", error=error,
+                      exception=exc)
+    duration = time.perf_counter() - started
+    key = task.key
+    if task.cache:
+        meta = {"node": task.node, "run_id": task.run_id, "metrics": metrics, "duration": duration}
+        try:
+            store.save(key, list(zip(outputs, task.factories, strict=True)), meta)
+        except FactoryError as exc:
+            message = f"its output cannot be saved: {exc.message}"
+            return result("failed", message=message, error=message, hint=exc.hint)
+    else:  # downstream keys must see what this run produced
+        key = digest([task.key, [value_digest(o) for o in outputs]])
+        if memory is not None:
+            for i, value in enumerate(outputs):
+                memory[(key, i)] = value
+        else:
+            try:
+                context.scratch.save(key, list(zip(outputs, task.factories, strict=True)),
+                                     {"node": task.node, "run_id": task.run_id})
+            except FactoryError as exc:
+                message = f"its output cannot be saved: {exc.message}"
+                return result("failed", message=message, error=message, hint=exc.hint)
+    if memory is not None and task.cache:
+        for i, value in enumerate(outputs):
+            memory[(key, i)] = value
+    return TaskResult(node=task.node, status="ran", key=key, duration=duration, metrics=metrics)

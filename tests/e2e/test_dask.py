@@ -1,0 +1,274 @@
+"""The Dask launcher on a real cluster: `dask scheduler` and two `dask worker`s on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_qflow
+
+VENV_BIN = Path(sys.executable).parent
+
+WORKFLOW = '''
+import os
+import time
+from pathlib import Path
+from typing import Generator
+
+import qflow
+
+from lab.helpers import burn  # a project module: workers never saw it
+
+LOG = Path(__file__).parent / "log"
+
+
+def note(event: str, name: str) -> None:
+    with open(LOG, "a") as f:
+        f.write(f"{event} {name} {os.getpid()} {time.time()}\\n")
+
+
+@qflow.step
+class Part:
+    index: int = 0
+    seconds: float = 1.0
+
+    def apply(self, seed: int) -> Generator[qflow.RuntimeInfo, None, int]:
+        note("start", f"Part{self.index}")
+        bar = qflow.ProgressBar(name="work", total=2)
+        yield bar.update(1)
+        value = burn(self.seconds, seed + self.index)
+        yield bar.update(1)
+        yield qflow.Metric(name="value", value=float(value))
+        note("end", f"Part{self.index}")
+        return value
+
+
+@qflow.step
+class Total:
+    def apply(self, parts: list) -> int:
+        return sum(parts)
+
+
+@qflow.workflow
+class Fan:
+    seconds: float = 1.0
+
+    def run(self, seed: int = 1) -> Generator[qflow.RuntimeInfo, None, int]:
+        parts = []
+        for i in range(4):
+            parts.append((yield from Part(index=i, seconds=self.seconds).apply(seed)))
+        return Total().apply(parts)
+
+
+if __name__ == "__main__":
+    qflow.launch(Fan)
+'''
+
+HELPERS = '''
+import time
+
+
+def burn(seconds: float, seed: int) -> int:
+    """CPU-bound work for about ``seconds``."""
+    end = time.process_time() + seconds
+    value = seed
+    while time.process_time() < end:
+        for _ in range(10_000):
+            value = (value * 1103515245 + 12345) % 2_147_483_648
+    return seed * 1000
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler and two single-thread workers, each in its own process group."""
+    from distributed import Client
+
+    here = tmp_path_factory.mktemp("cluster")  # not the project: workers cannot import it
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", address.rsplit(":", 1)[1], "--dashboard-address", ":0"],
+                              cwd=here, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1",
+                 "--dashboard-address", ":0"], cwd=here, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+def make_project(base: Path) -> Path:
+    run_qflow("init", "-p", "lab", cwd=base)
+    root = base / "lab"
+    run_qflow("configure", "-c", "tracker=file", cwd=root)
+    run_qflow("configure", "-c", "launcher=dask", "--set", "n_workers=2", cwd=root)
+    (root / "src/lab/helpers.py").write_text(HELPERS)
+    folder = root / "workflows/fan"
+    folder.mkdir()
+    (folder / "workflow.py").write_text(WORKFLOW)
+    (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
+                                        "parameters: {}\n")
+    return root
+
+
+def log(root: Path) -> list[list[str]]:
+    path = root / "workflows/fan/log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def statuses(root: Path, run_id: str) -> dict[str, str]:
+    record = json.loads((root / ".qflow/runs" / run_id / "record.json").read_text())
+    return {n: r["status"] for n, r in record["nodes"].items() if r["kind"] == "step"}
+
+
+def run_id_of(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout.split("run_id: ")[1].split()[0]
+
+
+def test_steps_run_on_the_cluster_in_parallel_and_a_rerun_submits_nothing(tmp_path, cluster):
+    root = make_project(tmp_path)
+    local = run_qflow("run", "-w", "fan", "launcher=local", cwd=root)
+    expected = local.stdout.split("result: ")[1].strip()
+    (root / "workflows/fan/log").unlink()
+    first = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={cluster}",
+                      "parameters.seconds=1.01", cwd=root)
+    assert first.stdout.split("result: ")[1].strip() == expected
+    events = log(root)
+    assert len({pid for _, _, pid, _ in events}) == 2, events  # both workers took steps
+    assert str(os.getpid()) not in {pid for _, _, pid, _ in events}
+    spans = {}
+    for event, name, _, stamp in events:
+        spans.setdefault(name, {})[event] = float(stamp)
+    overlapping = [(a, b) for a in spans for b in spans if a < b
+                   and spans[a]["start"] < spans[b]["end"] and spans[b]["start"] < spans[a]["end"]]
+    assert overlapping, spans  # independent steps computed at the same time
+    assert set(statuses(root, run_id_of(first)).values()) == {"ran"}
+    again = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={cluster}",
+                      "parameters.seconds=1.01", cwd=root)
+    assert len(log(root)) == len(events)  # no step computed again
+    assert set(statuses(root, run_id_of(again)).values()) == {"cached"}
+    assert again.stdout.split("result: ")[1].strip() == expected
+
+
+def _load(root: Path):
+    from qflow.config.paths import Paths
+    from qflow.project.workflows import load_workflow_class
+
+    return load_workflow_class(root / "workflows/fan/workflow.py"), Paths(root)
+
+
+def test_progress_streams_to_the_driver_while_the_step_runs(tmp_path, cluster):
+    from qflow.launchers.dask import DaskLauncher
+    from qflow.runtime.events import Observer
+
+    root = make_project(tmp_path)
+    cls, paths = _load(root)
+    seen: list[tuple[str, str, float]] = []
+
+    class Watch(Observer):
+        def node_info(self, *, node, info, **_):
+            seen.append((node.id, type(info).__name__, time.monotonic()))
+
+        def node_finished(self, *, node, **_):
+            seen.append((node.id, "finished", time.monotonic()))
+
+    launcher = DaskLauncher(paths, scheduler_address=cluster, console=False, tracker=None,
+                            observers=[Watch()])
+    try:
+        run = launcher.launch(cls(seconds=1.5))
+    finally:
+        launcher.close()
+    assert run.status == "succeeded"
+    first = next(t for n, kind, t in seen if n == "Part" and kind == "Progress")
+    finished = next(t for n, kind, t in seen if n == "Part" and kind == "finished")
+    assert finished - first > 1.0  # the first update arrived while the step still ran
+    assert run.nodes["Part"].metrics == [{"name": "value", "value": 1000.0, "step": None}]
+
+
+def test_a_worker_killed_mid_step_still_gives_a_completed_run(tmp_path, cluster):
+    from qflow.launchers.dask import DaskLauncher
+
+    root = make_project(tmp_path)
+    cls, paths = _load(root)
+    killed: list[int] = []
+
+    def kill_first_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            starts = [e for e in log(root) if e[0] == "start"]
+            if starts:
+                pid = int(starts[0][2])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_worker)
+    killer.start()
+    launcher = DaskLauncher(paths, scheduler_address=cluster, console=False, tracker=None)
+    try:
+        run = launcher.launch(cls(seconds=2.0))
+    finally:
+        launcher.close()
+        killer.join()
+    assert killed and run.status == "succeeded" and run.result == 10000
+    assert {r.status for r in run.nodes.values() if r.kind == "step"} == {"ran"}
+    ends = {e[1] for e in log(root) if e[0] == "end"}
+    assert ends == {"Part0", "Part1", "Part2", "Part3"}
+    with pytest.raises(Exception):  # noqa: B017  the killed worker's process is gone
+        os.kill(killed[0], 0)
+
+
+def test_an_unreachable_scheduler_is_one_clear_error_exit_2(tmp_path):
+    root = make_project(tmp_path)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    proc = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={address}",
+                     "+launcher.connect_timeout=2", cwd=root, code=2)
+    assert time.monotonic() - started < 30
+    assert f"Cannot reach the Dask scheduler at {address}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_configure_dask_writes_a_config_that_runs_on_a_local_cluster(tmp_path):
+    root = make_project(tmp_path)
+    text = (root / "configs/launcher/dask.yaml").read_text()
+    assert "name: dask" in text and "n_workers: 2" in text
+    proc = run_qflow("run", "-w", "fan", "parameters.seconds=0.2", cwd=root)
+    assert proc.stdout.split("result: ")[1].strip() == "10000"
+    assert set(statuses(root, run_id_of(proc)).values()) == {"ran"}
+    assert {e[2] for e in log(root)} - {str(os.getpid())}

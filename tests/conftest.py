@@ -1,5 +1,5 @@
-"""Shared fixtures: a temporary project folder, helpers to run workflow files, and S3 on
-loopback (moto's server) for the store at a URL."""
+"""Shared fixtures: a temporary project folder, helpers to run workflow files, S3 on loopback
+(moto's server) for the store at a URL, and a Dask cluster on loopback."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def run_qflow(*args: str, cwd: Path, code: int | None = 0, env: dict | None = No
     return proc
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -56,7 +56,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """The URL of a moto S3 server on loopback, started once per test session."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -95,3 +95,47 @@ def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"qflow-{uuid.uuid4().hex[:12]}"
     fsspec.filesystem("s3").mkdir(bucket)
     return f"s3://{bucket}/store"
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop ``proc``'s process group (a dask worker is a nanny and its child)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def _dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``dask scheduler`` and two single-thread ``dask worker``s on 127.0.0.1, each in its own
+    process group, in a folder that is no project (workers cannot import the tests' code)."""
+    here = tmp_path_factory.mktemp("dask-cluster")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    quiet = {"cwd": here, "start_new_session": True, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port",
+                               address.rsplit(":", 1)[1], "--dashboard-address", ":0"], **quiet)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1",
+                                           "--dashboard-address", ":0"], **quiet))
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop_group(proc)
+
+
+@pytest.fixture
+def dask_cluster(_dask_processes: str) -> str:
+    """The address of the session's Dask cluster, once both of its workers are up (a test
+    may have killed one: its nanny starts it again)."""
+    from distributed import Client
+
+    with Client(_dask_processes, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    return _dask_processes

@@ -23,6 +23,17 @@ def proxies_in(value: Any) -> list[Proxy]:
     return []
 
 
+def map_leaves(value: Any, leaf: Any) -> Any:
+    """``value`` rebuilt with ``leaf(x)`` for every ``x`` not a list, tuple or dict."""
+    if isinstance(value, tuple):
+        return tuple(map_leaves(v, leaf) for v in value)
+    if isinstance(value, list):
+        return [map_leaves(v, leaf) for v in value]
+    if isinstance(value, dict):
+        return {k: map_leaves(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
 @dataclass
 class Node:
     """One step call, provider or input value of a workflow.

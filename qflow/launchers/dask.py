@@ -17,6 +17,7 @@ streamed back as Dask events while a step runs. A task whose worker dies is retr
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import queue
 import sys
@@ -52,11 +53,20 @@ def _emitter(topic: str, node: str) -> Any:
     return emit
 
 
-def run_payload(payload: bytes, topic: str) -> bytes:
-    """Run a pickled task on a worker; return the pickled :class:`TaskResult`."""
+def run_payload(payload: bytes, topic: str, *upstream: bytes) -> bytes:
+    """Run a pickled task on a worker; return the pickled :class:`TaskResult`.
+
+    ``upstream`` are the pickled results of the tasks this one was queued behind: if one of
+    them did not run, neither does this task (``skipped``).
+    """
     import cloudpickle
 
     task: NodeTask = cloudpickle.loads(payload)
+    for data in upstream:
+        before: TaskResult = cloudpickle.loads(data)
+        if before.status != "ran":
+            return cloudpickle.dumps(TaskResult(node=task.node, status="skipped",
+                                                damaged=before.node))
     result = run_node(task, emit=_emitter(topic, task.node))
     try:
         return cloudpickle.dumps(result)
@@ -97,6 +107,8 @@ class _Runner:
         self.topic = ""
         self._on_info: Any = None
         self._nodes: dict[str, Any] = {}  # future key -> node id, while in flight
+        self._count = itertools.count()  # a resubmitted task needs a new key
+        self._metrics: dict[str, int] = {}  # node id -> metrics delivered live
 
     def start(self, run: RunState, on_info: Any) -> None:
         self.client = self.launcher.client()
@@ -105,11 +117,11 @@ class _Runner:
         self.client.subscribe_topic(self.topic, lambda event: self.events.put(event[1]))
         _ship_project(self.launcher.paths.root)
 
-    def submit(self, task: NodeTask) -> Any:
+    def submit(self, task: NodeTask, after: list[Any]) -> Any:
         import cloudpickle
 
-        future = self.client.submit(run_payload, cloudpickle.dumps(task), self.topic,
-                                    key=f"qflow-{task.node}-{task.key[:12]}-{task.run_id}",
+        future = self.client.submit(run_payload, cloudpickle.dumps(task), self.topic, *after,
+                                    key=f"qflow-{task.node}-{task.run_id}-{next(self._count)}",
                                     retries=self.launcher.retries, pure=False)
         self._nodes[future.key] = task.node
         return future
@@ -124,6 +136,8 @@ class _Runner:
                 continue  # late news of a step that already finished
             cls = getattr(runtime_info, str(event.get("type")), None)
             if isinstance(cls, type) and issubclass(cls, runtime_info.RuntimeInfo):
+                if cls is runtime_info.Metric:
+                    self._metrics[event["node"]] = self._metrics.get(event["node"], 0) + 1
                 self._on_info(event["node"], cls(**event["fields"]))
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
@@ -150,6 +164,8 @@ class _Runner:
                                     message=f"Dask could not run it: {type(exc).__name__}: {exc}",
                                     hint="Look at the workers' logs; a worker killed again and "
                                          "again (out of memory?) fails the step.")
+            for metric in result.metrics[self._metrics.pop(node, 0):]:  # overtaken by the result
+                self._on_info(node, runtime_info.Metric(**metric))
             out.append((future, result))
         return out
 

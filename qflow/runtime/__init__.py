@@ -1,1 +1,1 @@
-"""What happens while a workflow computes: runtime info events and the executor."""
+"""What happens while a workflow computes: the run driver, node tasks, runtime info, events."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from qflow.dsl.proxy import Proxy
 from qflow.errors import IntegrityError, QFlowError, StepError
 from qflow.graph.explain import explain
-from qflow.graph.graph import Graph, Node
+from qflow.graph.graph import Graph, Node, map_leaves
 from qflow.graph.keys import components, digest
 from qflow.runtime.events import Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
@@ -33,8 +33,9 @@ class NodeRunner(Protocol):
     def start(self, run: RunState, on_info: Any) -> None:
         """Get ready for ``run``; ``on_info(node_id, info)`` takes streamed runtime info."""
 
-    def submit(self, task: NodeTask) -> Any:
-        """Start computing ``task``; return a handle."""
+    def submit(self, task: NodeTask, after: list[Any]) -> Any:
+        """Start computing ``task`` once the tasks of the handles ``after`` are done; return a
+        handle. If one of those did not run, the task's result is ``skipped``."""
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
         """Block until at least one of ``handles`` is done; return the done ones' results."""
@@ -56,7 +57,7 @@ class InProcess:
     def start(self, run: RunState, on_info: Any) -> None:  # noqa: D102
         self._on_info = on_info
 
-    def submit(self, task: NodeTask) -> TaskResult:  # noqa: D102
+    def submit(self, task: NodeTask, after: list[Any]) -> TaskResult:  # noqa: D102
         return run_node(task, store=self.store, memory=self.memory,
                         emit=lambda info: self._on_info(task.node, info))
 
@@ -87,6 +88,7 @@ class Driver:
         self._declared: dict[str, list[Any]] = {}
         self._planned: dict[str, str] = {}  # node -> key from its components
         self._running: dict[int, tuple[Any, Node]] = {}
+        self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
         self._settled: set[str] = set()
 
@@ -153,21 +155,18 @@ class Driver:
     # -- tasks --------------------------------------------------------------------------------
     def _ref(self, value: Any) -> Any:
         """``value`` with each proxy replaced by what a task can resolve anywhere."""
-        if isinstance(value, Proxy):
-            node = self.graph.nodes[value.node]
-            if node.kind == "input":
-                return node.obj
-            if node.kind == "provider" and not node.obj.cache:
-                return Inline(node.obj)
-            scratch = not self._cacheable(node) and not self.runner.in_process
-            return Ref(node.id, self.keys[node.id], value.index, scratch)
-        if isinstance(value, tuple):
-            return tuple(self._ref(v) for v in value)
-        if isinstance(value, list):
-            return [self._ref(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self._ref(v) for k, v in value.items()}
-        return value
+        return map_leaves(value, self._ref_leaf)
+
+    def _ref_leaf(self, value: Any) -> Any:
+        if not isinstance(value, Proxy):
+            return value
+        node = self.graph.nodes[value.node]
+        if node.kind == "input":
+            return node.obj
+        if node.kind == "provider" and not node.obj.cache:
+            return Inline(node.obj)
+        scratch = not self._cacheable(node) and not self.runner.in_process
+        return Ref(node.id, self.keys[node.id], value.index, scratch)
 
     def task(self, node: Node) -> NodeTask:
         """The task that computes ``node``."""
@@ -184,11 +183,13 @@ class Driver:
         record.status = "running"
         record.metrics = []
         self.observer.node_started(run=self.run_state, node=record)
-        handle = self.runner.submit(self.task(node))
+        after = [self._flying[u] for u in node.upstream if u in self._flying]
+        handle = self.runner.submit(self.task(node), after)
         if self.runner.in_process:
             self._finish(node, handle)
         else:
             self._running[id(handle)] = (handle, node)
+            self._flying[node.id] = handle
 
     def _on_info(self, node_id: str, info: RuntimeInfo) -> None:
         record = self.run_state.nodes[node_id]
@@ -200,6 +201,14 @@ class Driver:
     def _finish(self, node: Node, result: TaskResult) -> None:
         record = self.run_state.nodes[node.id]
         record.duration = result.duration
+        self._flying.pop(node.id, None)
+        if result.status == "skipped":  # an upstream task did not run: wait for it to
+            record.status = "pending"
+            if result.damaged in self._settled:
+                self._submit(node)
+            else:
+                self._after.setdefault(result.damaged or "", []).append(node)
+            return
         if result.status == "damaged":  # recompute the upstream node, then this one again
             upstream = self.graph.nodes[result.damaged or ""]
             self.run_state.nodes[upstream.id].reasons = [
@@ -231,12 +240,18 @@ class Driver:
         error.__cause__ = result.exception
         return error
 
+    def _known(self, node_id: str) -> bool:
+        """Whether ``node_id``'s key is final: settled, or computing under its planned key
+        (its dependents are then submitted at once, to run as soon as it is done)."""
+        return node_id in self._settled or (
+            node_id in self._flying and self._cacheable(self.graph.nodes[node_id]))
+
     def _schedule(self) -> None:
         waiting = list(self.graph.nodes.values())
         while waiting or self._running:
             still = []
             for node in waiting:
-                if all(u in self._settled for u in node.upstream):
+                if all(self._known(u) for u in node.upstream):
                     self._visit(node)
                 else:
                     still.append(node)
@@ -300,10 +315,12 @@ class Driver:
         try:
             self.runner.stop()
         finally:
-            for record in run.nodes.values():
+            for nid, record in run.nodes.items():
                 if record.status in ("pending", "running"):
+                    queued = any(u not in self._settled for u in self.graph.nodes[nid].upstream)
                     stopped = "pruned" if run.status == "pruned" else "failed"
-                    record.status = "skipped" if record.status == "pending" else stopped
+                    record.status = "skipped" if record.status == "pending" or queued \
+                        else stopped
                     self.observer.node_finished(run=run, node=record)
             try:
                 if not self.runner.in_process:

@@ -20,7 +20,7 @@ class StopRun(BaseException):
         super().__init__(reason or status)
         self.status = status
         self.reason = reason
-        self.run_id: str | None = None  # set by the executor
+        self.run_id: str | None = None  # set by the run driver
 
 
 @dataclass

@@ -25,11 +25,13 @@ from typing import Any, Literal
 
 from qflow.dsl.decorators import Provider, signature
 from qflow.errors import FactoryError, IntegrityError, QFlowError, user_traceback
+from qflow.graph.graph import map_leaves
 from qflow.graph.keys import digest, value_digest
 from qflow.runtime.info import Metric, RuntimeInfo
 
-TaskStatus = Literal["ran", "failed", "damaged"]
-"""``damaged``: an input's stored copy failed its checksum; the driver recomputes it."""
+TaskStatus = Literal["ran", "failed", "damaged", "skipped"]
+"""``damaged``: an input's stored copy failed its checksum; the driver recomputes it.
+``skipped``: an upstream task it was queued behind did not run; the driver submits it again."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,9 @@ class Context:
 
     def resolve(self, value: Any) -> Any:
         """``value`` with every :class:`Ref` and :class:`Inline` replaced by the real value."""
+        return map_leaves(value, self._resolve_leaf)
+
+    def _resolve_leaf(self, value: Any) -> Any:
         if isinstance(value, Ref):
             try:
                 return self.load(value)
@@ -149,12 +154,6 @@ class Context:
                 raise DamagedInput(value, exc) from None
         if isinstance(value, Inline):
             return call_provider(value.provider, self.root)
-        if isinstance(value, tuple):
-            return tuple(self.resolve(v) for v in value)
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items()}
         return value
 
 

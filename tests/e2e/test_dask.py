@@ -5,22 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_qflow
-
-VENV_BIN = Path(sys.executable).parent
+from tests.conftest import free_port, run_qflow
 
 WORKFLOW = '''
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Generator
@@ -89,48 +86,6 @@ def burn(seconds: float, seed: int) -> int:
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A scheduler and two single-thread workers, each in its own process group."""
-    from distributed import Client
-
-    here = tmp_path_factory.mktemp("cluster")  # not the project: workers cannot import it
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1",
-                               "--port", address.rsplit(":", 1)[1], "--dashboard-address", ":0"],
-                              cwd=here, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1",
-                 "--dashboard-address", ":0"], cwd=here, start_new_session=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-
-
 def make_project(base: Path) -> Path:
     run_qflow("init", "-p", "lab", cwd=base)
     root = base / "lab"
@@ -159,12 +114,12 @@ def run_id_of(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout.split("run_id: ")[1].split()[0]
 
 
-def test_steps_run_on_the_cluster_in_parallel_and_a_rerun_submits_nothing(tmp_path, cluster):
+def test_steps_run_on_the_cluster_in_parallel_and_a_rerun_submits_nothing(tmp_path, dask_cluster):
     root = make_project(tmp_path)
     local = run_qflow("run", "-w", "fan", "launcher=local", cwd=root)
     expected = local.stdout.split("result: ")[1].strip()
     (root / "workflows/fan/log").unlink()
-    first = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={cluster}",
+    first = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={dask_cluster}",
                       "parameters.seconds=1.01", cwd=root)
     assert first.stdout.split("result: ")[1].strip() == expected
     events = log(root)
@@ -177,7 +132,7 @@ def test_steps_run_on_the_cluster_in_parallel_and_a_rerun_submits_nothing(tmp_pa
                    and spans[a]["start"] < spans[b]["end"] and spans[b]["start"] < spans[a]["end"]]
     assert overlapping, spans  # independent steps computed at the same time
     assert set(statuses(root, run_id_of(first)).values()) == {"ran"}
-    again = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={cluster}",
+    again = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={dask_cluster}",
                       "parameters.seconds=1.01", cwd=root)
     assert len(log(root)) == len(events)  # no step computed again
     assert set(statuses(root, run_id_of(again)).values()) == {"cached"}
@@ -191,7 +146,7 @@ def _load(root: Path):
     return load_workflow_class(root / "workflows/fan/workflow.py"), Paths(root)
 
 
-def test_progress_streams_to_the_driver_while_the_step_runs(tmp_path, cluster):
+def test_progress_streams_to_the_driver_while_the_step_runs(tmp_path, dask_cluster):
     from qflow.launchers.dask import DaskLauncher
     from qflow.runtime.events import Observer
 
@@ -206,7 +161,7 @@ def test_progress_streams_to_the_driver_while_the_step_runs(tmp_path, cluster):
         def node_finished(self, *, node, **_):
             seen.append((node.id, "finished", time.monotonic()))
 
-    launcher = DaskLauncher(paths, scheduler_address=cluster, console=False, tracker=None,
+    launcher = DaskLauncher(paths, scheduler_address=dask_cluster, console=False, tracker=None,
                             observers=[Watch()])
     try:
         run = launcher.launch(cls(seconds=1.5))
@@ -219,7 +174,7 @@ def test_progress_streams_to_the_driver_while_the_step_runs(tmp_path, cluster):
     assert run.nodes["Part"].metrics == [{"name": "value", "value": 1000.0, "step": None}]
 
 
-def test_a_worker_killed_mid_step_still_gives_a_completed_run(tmp_path, cluster):
+def test_a_worker_killed_mid_step_still_gives_a_completed_run(tmp_path, dask_cluster):
     from qflow.launchers.dask import DaskLauncher
 
     root = make_project(tmp_path)
@@ -239,7 +194,7 @@ def test_a_worker_killed_mid_step_still_gives_a_completed_run(tmp_path, cluster)
 
     killer = threading.Thread(target=kill_first_worker)
     killer.start()
-    launcher = DaskLauncher(paths, scheduler_address=cluster, console=False, tracker=None)
+    launcher = DaskLauncher(paths, scheduler_address=dask_cluster, console=False, tracker=None)
     try:
         run = launcher.launch(cls(seconds=2.0))
     finally:
@@ -255,7 +210,7 @@ def test_a_worker_killed_mid_step_still_gives_a_completed_run(tmp_path, cluster)
 
 def test_an_unreachable_scheduler_is_one_clear_error_exit_2(tmp_path):
     root = make_project(tmp_path)
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     proc = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={address}",
                      "+launcher.connect_timeout=2", cwd=root, code=2)

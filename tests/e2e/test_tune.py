@@ -221,3 +221,20 @@ def test_mlflow_nests_trials_under_the_study_run(tmp_path):
     assert len(children) == 3
     assert float(parent["tags.qflow.best_value"]) == max(
         float(v) for v in children["tags.qflow.result"].dropna())
+
+
+def test_trials_run_on_a_dask_cluster_two_at_a_time_and_prune(tmp_path):
+    import optuna
+
+    root = make_project(tmp_path, sampler="random")
+    qflow("configure", "-c", "launcher=dask", "--set", "n_workers=2", cwd=root)
+    proc = qflow("tune", "-w", "tuned", "--n-trials", "8", "--n-jobs", "2", cwd=root)
+    trials = study(root).trials
+    assert len(trials) == 8 and all(t.state.is_finished() for t in trials)
+    assert optuna.trial.TrialState.FAIL not in {t.state for t in trials}
+    assert optuna.trial.TrialState.PRUNED in {t.state for t in trials}, proc.stderr
+    assert (root / "workflows/tuned/prepare.count").read_text() in ("x", "xx")
+    for trial in trials:
+        record = json.loads((root / ".qflow/runs" / trial.user_attrs["qflow_run_id"] /
+                             "record.json").read_text())
+        assert record["status"] in ("succeeded", "pruned")

@@ -1,4 +1,4 @@
-"""The executor in-process: caching, laziness, failures, metrics, run records."""
+"""The run driver with the in-process runner: caching, laziness, failures, metrics, records."""
 
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/trackers.py
 	$(PY) benchmarks/notebook_overhead.py
 	$(PY) benchmarks/tuning.py
+	$(PY) benchmarks/dask_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache examples/*/.qflow

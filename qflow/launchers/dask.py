@@ -96,17 +96,22 @@ def _ship_project(root: Any) -> None:
 
 
 class _Runner:
-    """Submits node tasks to the cluster and collects their results and events."""
+    """Submits node tasks to the cluster and collects their results and events.
+
+    Finished futures and runtime info events arrive on one queue (from Dask's threads), which
+    the driver's thread empties: observers are only ever called from the driver's thread.
+    """
 
     in_process = False
 
     def __init__(self, launcher: DaskLauncher) -> None:
         self.launcher = launcher
         self.client: Any = None
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.topic = ""
         self._on_info: Any = None
-        self._nodes: dict[str, Any] = {}  # future key -> node id, while in flight
+        self._nodes: dict[str, str] = {}  # future key -> node id, while in flight
+        self._futures: dict[str, Any] = {}  # future key -> future, while in flight
         self._count = itertools.count()  # a resubmitted task needs a new key
         self._metrics: dict[str, int] = {}  # node id -> metrics delivered live
 
@@ -114,7 +119,7 @@ class _Runner:
         self.client = self.launcher.client()
         self.topic = f"qflow-{run.run_id}"
         self._on_info = on_info
-        self.client.subscribe_topic(self.topic, lambda event: self.events.put(event[1]))
+        self.client.subscribe_topic(self.topic, lambda event: self.inbox.put(("info", event[1])))
         _ship_project(self.launcher.paths.root)
 
     def submit(self, task: NodeTask, after: list[Any]) -> Any:
@@ -124,58 +129,57 @@ class _Runner:
                                     key=f"qflow-{task.node}-{task.run_id}-{next(self._count)}",
                                     retries=self.launcher.retries, pure=False)
         self._nodes[future.key] = task.node
+        self._futures[future.key] = future
+        future.add_done_callback(lambda f: self.inbox.put(("done", f)))
         return future
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-            if event.get("node") not in self._nodes.values():
-                continue  # late news of a step that already finished
-            cls = getattr(runtime_info, str(event.get("type")), None)
-            if isinstance(cls, type) and issubclass(cls, runtime_info.RuntimeInfo):
-                if cls is runtime_info.Metric:
-                    self._metrics[event["node"]] = self._metrics.get(event["node"], 0) + 1
-                self._on_info(event["node"], cls(**event["fields"]))
+    def _info(self, event: dict[str, Any]) -> None:
+        node = event.get("node")
+        if node not in self._nodes.values():
+            return  # late news of a step that already finished
+        cls = getattr(runtime_info, str(event.get("type")), None)
+        if isinstance(cls, type) and issubclass(cls, runtime_info.RuntimeInfo):
+            if cls is runtime_info.Metric:
+                self._metrics[node] = self._metrics.get(node, 0) + 1
+            self._on_info(node, cls(**event["fields"]))
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
+    def _result(self, future: Any) -> TaskResult:
         import cloudpickle
-        from distributed import wait
 
+        node = self._nodes.pop(future.key)
+        self._futures.pop(future.key, None)
+        try:
+            result: TaskResult = cloudpickle.loads(future.result())
+        except Exception as exc:  # the cluster could not run it (workers kept dying...)
+            result = TaskResult(node=node, status="failed",
+                                message=f"Dask could not run it: {type(exc).__name__}: {exc}",
+                                hint="Look at the workers' logs; a worker killed again and "
+                                     "again (out of memory?) fails the step.")
+        for metric in result.metrics[self._metrics.pop(node, 0):]:  # overtaken by the result
+            self._on_info(node, runtime_info.Metric(**metric))
+        return result
+
+    def wait(self) -> list[tuple[Any, TaskResult]]:
+        done: list[tuple[Any, TaskResult]] = []
+        block = True
         while True:
-            self._drain()
-            done = [f for f in handles if f.done()]
-            if done:
-                break
             try:
-                wait(handles, timeout=0.1, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                pass
-        self._drain()
-        out = []
-        for future in done:
-            node = self._nodes.pop(future.key)
-            try:
-                result = cloudpickle.loads(future.result())
-            except Exception as exc:  # the cluster could not run it (workers kept dying...)
-                result = TaskResult(node=node, status="failed",
-                                    message=f"Dask could not run it: {type(exc).__name__}: {exc}",
-                                    hint="Look at the workers' logs; a worker killed again and "
-                                         "again (out of memory?) fails the step.")
-            for metric in result.metrics[self._metrics.pop(node, 0):]:  # overtaken by the result
-                self._on_info(node, runtime_info.Metric(**metric))
-            out.append((future, result))
-        return out
+                kind, item = self.inbox.get(block=block)
+            except queue.Empty:
+                return done
+            if kind == "info":
+                self._info(item)
+            elif item.key in self._nodes:
+                done.append((item, self._result(item)))
+                block = False  # take whatever else is ready, then return
 
     def stop(self) -> None:
         if self.client is None:
             return
-        futures = [f for f in self.client.futures.values() if f.key in self._nodes]
-        if futures:
-            self.client.cancel(futures, force=True)
+        if self._futures:
+            self.client.cancel(list(self._futures.values()), force=True)
         self._nodes.clear()
+        self._futures.clear()
         self.client.unsubscribe_topic(self.topic)
 
 

@@ -37,8 +37,9 @@ class NodeRunner(Protocol):
         """Start computing ``task`` once the tasks of the handles ``after`` are done; return a
         handle. If one of those did not run, the task's result is ``skipped``."""
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:
-        """Block until at least one of ``handles`` is done; return the done ones' results."""
+    def wait(self) -> list[tuple[Any, TaskResult]]:
+        """Block until at least one submitted task is done; return the done ones' results
+        (only out-of-process runners are waited for)."""
 
     def stop(self) -> None:
         """Cancel what is still in flight and release resources."""
@@ -61,8 +62,8 @@ class InProcess:
         return run_node(task, store=self.store, memory=self.memory,
                         emit=lambda info: self._on_info(task.node, info))
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, TaskResult]]:  # noqa: D102
-        return [(h, h) for h in handles]
+    def wait(self) -> list[tuple[Any, TaskResult]]:  # noqa: D102
+        return []  # every task finished when it was submitted
 
     def stop(self) -> None:  # noqa: D102
         self.memory.clear()
@@ -258,7 +259,7 @@ class Driver:
             waiting = still
             if not self._running:
                 continue
-            for handle, result in self.runner.wait([h for h, _ in self._running.values()]):
+            for handle, result in self.runner.wait():
                 _, node = self._running.pop(id(handle))
                 self._finish(node, result)
 
@@ -275,7 +276,7 @@ class Driver:
                     f"stored artifact was corrupt ({damaged.error.message.split(';')[0]})"]
                 self._submit(node)
                 while self._running:
-                    for handle, result in self.runner.wait([h for h, _ in self._running.values()]):
+                    for handle, result in self.runner.wait():
                         self._finish(self._running.pop(id(handle))[1], result)
 
     # -- the run ------------------------------------------------------------------------------

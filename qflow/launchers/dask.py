@@ -159,8 +159,8 @@ class _Runner:
             self._on_info(node, runtime_info.Metric(**metric))
         return result
 
-    def wait(self) -> list[tuple[Any, TaskResult]]:
-        done: list[tuple[Any, TaskResult]] = []
+    def wait(self) -> list[TaskResult]:
+        done: list[TaskResult] = []
         block = True
         while True:
             try:
@@ -170,7 +170,7 @@ class _Runner:
             if kind == "info":
                 self._info(item)
             elif item.key in self._nodes:
-                done.append((item, self._result(item)))
+                done.append(self._result(item))
                 block = False  # take whatever else is ready, then return
 
     def stop(self) -> None:

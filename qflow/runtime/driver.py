@@ -37,7 +37,7 @@ class NodeRunner(Protocol):
         """Start computing ``task`` once the tasks of the handles ``after`` are done; return a
         handle. If one of those did not run, the task's result is ``skipped``."""
 
-    def wait(self) -> list[tuple[Any, TaskResult]]:
+    def wait(self) -> list[TaskResult]:
         """Block until at least one submitted task is done; return the done ones' results
         (only out-of-process runners are waited for)."""
 
@@ -62,7 +62,7 @@ class InProcess:
         return run_node(task, store=self.store, memory=self.memory,
                         emit=lambda info: self._on_info(task.node, info))
 
-    def wait(self) -> list[tuple[Any, TaskResult]]:  # noqa: D102
+    def wait(self) -> list[TaskResult]:  # noqa: D102
         return []  # every task finished when it was submitted
 
     def stop(self) -> None:  # noqa: D102
@@ -88,7 +88,6 @@ class Driver:
         self.previous: dict[str, Any] = {}
         self._declared: dict[str, list[Any]] = {}
         self._planned: dict[str, str] = {}  # node -> key from its components
-        self._running: dict[int, tuple[Any, Node]] = {}
         self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
         self._settled: set[str] = set()
@@ -189,7 +188,6 @@ class Driver:
         if self.runner.in_process:
             self._finish(node, handle)
         else:
-            self._running[id(handle)] = (handle, node)
             self._flying[node.id] = handle
 
     def _on_info(self, node_id: str, info: RuntimeInfo) -> None:
@@ -249,7 +247,7 @@ class Driver:
 
     def _schedule(self) -> None:
         waiting = list(self.graph.nodes.values())
-        while waiting or self._running:
+        while waiting or self._flying:
             still = []
             for node in waiting:
                 if all(self._known(u) for u in node.upstream):
@@ -257,11 +255,13 @@ class Driver:
                 else:
                     still.append(node)
             waiting = still
-            if not self._running:
-                continue
-            for handle, result in self.runner.wait():
-                _, node = self._running.pop(id(handle))
-                self._finish(node, result)
+            if self._flying:
+                self._collect()
+
+    def _collect(self) -> None:
+        """Wait for tasks in flight and take in their results."""
+        for result in self.runner.wait():
+            self._finish(self.graph.nodes[result.node], result)
 
     def _result(self) -> Any:
         """The workflow's result, loaded (or recomputed if its stored copy is damaged)."""
@@ -275,9 +275,8 @@ class Driver:
                 self.run_state.nodes[node.id].reasons = [
                     f"stored artifact was corrupt ({damaged.error.message.split(';')[0]})"]
                 self._submit(node)
-                while self._running:
-                    for handle, result in self.runner.wait():
-                        self._finish(self._running.pop(id(handle))[1], result)
+                while self._flying:
+                    self._collect()
 
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> RunState:

@@ -242,32 +242,26 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
                       message=damaged.error.message.split(";")[0])
     except _Failure as failure:
         return result("failed", message=failure.message, error=failure.message, hint=failure.hint)
-    except Exception as exc:
-        error = exc.message if isinstance(exc, QFlowError) else user_traceback(exc)
-        return result("failed", message=f"{type(exc).__name__}: {exc}", error=error,
+    except QFlowError as exc:  # e.g. an input the store may not load (trust_pickles)
+        return result("failed", message=exc.message, error=exc.message, hint=exc.hint,
                       exception=exc)
+    except Exception as exc:
+        return result("failed", message=f"{type(exc).__name__}: {exc}",
+                      error=user_traceback(exc), exception=exc)
     duration = time.perf_counter() - started
-    key = task.key
     if task.cache:
+        key, target = task.key, store
+    else:  # downstream keys must see what this run produced
+        key = digest([task.key, [value_digest(o) for o in outputs]])
+        target = None if memory is not None else context.scratch
+    if target is not None:
         meta = {"node": task.node, "run_id": task.run_id, "metrics": metrics, "duration": duration}
         try:
-            store.save(key, list(zip(outputs, task.factories, strict=True)), meta)
+            target.save(key, list(zip(outputs, task.factories, strict=True)), meta)
         except FactoryError as exc:
             message = f"its output cannot be saved: {exc.message}"
             return result("failed", message=message, error=message, hint=exc.hint)
-    else:  # downstream keys must see what this run produced
-        key = digest([task.key, [value_digest(o) for o in outputs]])
-        if memory is not None:
-            for i, value in enumerate(outputs):
-                memory[(key, i)] = value
-        else:
-            try:
-                context.scratch.save(key, list(zip(outputs, task.factories, strict=True)),
-                                     {"node": task.node, "run_id": task.run_id})
-            except FactoryError as exc:
-                message = f"its output cannot be saved: {exc.message}"
-                return result("failed", message=message, error=message, hint=exc.hint)
-    if memory is not None and task.cache:
+    if memory is not None:
         for i, value in enumerate(outputs):
             memory[(key, i)] = value
     return TaskResult(node=task.node, status="ran", key=key, duration=duration, metrics=metrics)

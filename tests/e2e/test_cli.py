@@ -50,7 +50,7 @@ def test_help_imports_no_heavy_library():
     code = ("import sys\nsys.argv = ['qflow', '--help']\nfrom qflow.cli.main import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = ['pydantic', 'hydra', 'jinja2', 'mlflow', 'optuna', 'papermill', 'dask', "
-            "'ipywidgets', 'numpy', 'pandas', 'qflow.dsl', 'qflow.cli.run']\n"
+            "'distributed', 'fsspec', 'ipywidgets', 'numpy', 'pandas', 'qflow.dsl', 'qflow.cli.run']\n"
             "print([m for m in heavy if m in sys.modules], file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr

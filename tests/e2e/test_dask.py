@@ -213,7 +213,7 @@ def test_an_unreachable_scheduler_is_one_clear_error_exit_2(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     proc = run_qflow("run", "-w", "fan", "launcher=dask", f"launcher.scheduler_address={address}",
-                     "+launcher.connect_timeout=2", cwd=root, code=2)
+                     "launcher.connect_timeout=2", cwd=root, code=2)
     assert time.monotonic() - started < 30
     assert f"Cannot reach the Dask scheduler at {address}" in proc.stderr
     assert "Traceback" not in proc.stderr

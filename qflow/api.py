@@ -36,7 +36,7 @@ def tracker_for(tracker: str | Tracker = "file", *, root: Path | str | None = No
 class Artifacts(Mapping[str, Any]):
     """A run's artifacts by step name, loaded from the store on first access."""
 
-    def __init__(self, nodes: dict[str, Any], store: Path | None) -> None:
+    def __init__(self, nodes: dict[str, Any], store: str | None) -> None:
         self._keys = {n: d["key"] for n, d in nodes.items()
                       if d.get("key") and d.get("kind") != "input" and d.get("status") in
                       ("ran", "cached")}
@@ -49,12 +49,13 @@ class Artifacts(Mapping[str, Any]):
             raise KeyError(f"{name!r}: no artifact of that step (steps: {', '.join(self._keys)})")
         if name not in self._cache:
             if self._store is None:
-                from qflow.store.local import Store
+                from qflow.store.location import StoreLocation, open_store
 
-                if self._store_path is None or not Path(self._store_path).is_dir():
+                location = StoreLocation.of(str(self._store_path or ""))
+                if not self._store_path or (location.is_local and not location.path.is_dir()):
                     raise ConfigError(f"The artifact store of this run ({self._store_path}) is "
                                       "not reachable from here.")
-                self._store = Store(self._store_path)
+                self._store = open_store(location)
             key = self._keys[name]
             count = len(self._store.manifest(key)["outputs"])
             values = [self._store.load(key, i) for i in range(count)]
@@ -121,7 +122,7 @@ class RunView:
             error=record.get("error") or data.tags.get("qflow.error"),
             steps=steps,
             graph=record.get("graph") or {},
-            artifacts=Artifacts(record.get("nodes") or {}, Path(store) if store else None),
+            artifacts=Artifacts(record.get("nodes") or {}, str(store) if store else None),
             experiment_id=data.experiment_id,
         )
 

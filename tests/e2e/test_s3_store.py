@@ -102,6 +102,12 @@ def test_a_run_stores_its_artifacts_in_s3_and_a_rerun_takes_them_from_there(tmp_
     assert {n["status"] for n in record(root, second)["nodes"].values()
             if n["kind"] == "step"} == {"cached"}
 
+    from qflow import api
+
+    view = api.inspect_run("file", run_id=record(root, first)["run_id"], root=root)
+    assert view.artifacts["Make"][-1] == 1000.0  # read back from the bucket
+    assert view.artifacts["Stats"] == (500.5, [1.0, 1000.0])
+
 
 def test_a_truncated_object_in_s3_is_detected_and_recomputed(tmp_path, s3_url):
     import fsspec

@@ -1,11 +1,12 @@
-# QFlow's development tasks. `make demo` runs the demo workflow, `make test` the test suite;
-# both create the virtualenv in .venv and install everything first.
+# QFlow's development tasks. `make demo` runs the demo workflow, `make test` the test suite,
+# `make docs` builds the documentation site; each creates the virtualenv in .venv and installs
+# everything first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system demo test unit e2e lint bench clean
+.PHONY: install system demo test unit e2e lint docs bench clean
 
 # System packages: graphviz's `dot` renders `qflow visualise` (installed with apt-get when
 # running as root where apt exists; elsewhere QFlow writes DOT and says how to install it), and
@@ -31,7 +32,7 @@ install: $(STAMP) system
 demo: $(STAMP)
 	cd examples/digits && ../../$(PY) workflow.py
 
-test: $(STAMP) system lint
+test: $(STAMP) system lint docs
 	$(PY) -m pytest -n 2 tests
 
 unit: $(STAMP)
@@ -41,8 +42,13 @@ e2e: $(STAMP)
 	$(PY) -m pytest -n 2 tests/e2e
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check qflow jupyter_ext tests benchmarks examples
+	$(VENV)/bin/ruff check qflow jupyter_ext tests benchmarks examples docs_hooks
 	$(VENV)/bin/lint-imports
+
+# The site in site/: the CLI reference is generated from the app, the API reference from the
+# docstrings, the tutorials are executed (docs_hooks/). --strict: a broken link fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
@@ -54,4 +60,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/dask_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache examples/*/.qflow
+	rm -rf $(VENV) .pytest_cache examples/*/.qflow site

@@ -1,21 +1,23 @@
 """QFlow: a Jupyter-first, ML-specific workflow platform.
 
 Mark steps and workflows with decorators, run them, and every step's result is cached on
-disk by a key of its code, settings and inputs::
+disk by a key of its code, settings and inputs:
 
-    import qflow
+```python
+import qflow
 
-    @qflow.step
-    class Double:
-        def apply(self, x: int) -> int:
-            return 2 * x
+@qflow.step
+class Double:
+    def apply(self, x: int) -> int:
+        return 2 * x
 
-    @qflow.workflow
-    class Example:
-        def run(self, x: int = 21) -> int:
-            return Double().apply(x)
+@qflow.workflow
+class Example:
+    def run(self, x: int = 21) -> int:
+        return Double().apply(x)
 
-    qflow.run(Example())
+qflow.run(Example())
+```
 
 ``import qflow`` is nearly free: each public name is imported on first use, so the ``qflow``
 command starts fast and no heavy library (numpy, pandas, MLflow, IPython...) is loaded.

@@ -1,8 +1,10 @@
 """Inspect runs from Python: ``inspect_run`` and ``list_runs`` over any tracker.
 
-    from qflow import api
-    run = api.inspect_run(tracker="mlflow", run_id="20261125-160102-417-9c1e2a")
-    run.metrics["accuracy"], run.parameters["alpha"], run.artifacts["Fit"]
+```python
+from qflow import api
+run = api.inspect_run(tracker="mlflow", run_id="20261125-160102-417-9c1e2a")
+run.metrics["accuracy"], run.parameters["alpha"], run.artifacts["Fit"]
+```
 
 A tracker is named (``"mlflow"``, ``"wandb"``, ``"file"``) with its settings as keywords
 (``tracking_uri="http://server:5000"`` reads runs another machine logged), or passed as an
@@ -159,13 +161,30 @@ class RunView:
 
 def inspect_run(tracker: str | Tracker = "file", experiment_id: str | None = None, *,
                 run_id: str, root: Path | str | None = None, **settings: Any) -> RunView:
-    """The run ``run_id`` (QFlow's run id, or the tracker's own) as a :class:`RunView`."""
+    """The run ``run_id`` (QFlow's run id, or the tracker's own) as a ``RunView``.
+
+    Args:
+        tracker: a tracker name (``"file"``, ``"mlflow"``, ``"wandb"``) or a tracker instance.
+        experiment_id: the experiment to search for a QFlow run id (MLflow); every
+            experiment by default.
+        run_id: the run to read.
+        root: the project (or folder) whose ``.qflow/`` holds the tracker's data; found from
+            the working folder by default.
+        **settings: the tracker's settings, such as ``tracking_uri`` for an MLflow server.
+    """
     chosen = tracker_for(tracker, root=root, **settings)
     return RunView.from_data(chosen.read_run(run_id, experiment_id), chosen.name)
 
 
 def list_runs(workflow: str | None = None, *, tracker: str | Tracker = "file",
               root: Path | str | None = None, **settings: Any) -> list[RunView]:
-    """The runs (of ``workflow``) the tracker holds, newest first."""
+    """The runs (of ``workflow``) the tracker holds, newest first.
+
+    Args:
+        workflow: only the runs of this workflow (its name in run records); all by default.
+        tracker: a tracker name or instance, as for ``inspect_run``.
+        root: the project (or folder) whose ``.qflow/`` holds the tracker's data.
+        **settings: the tracker's settings.
+    """
     chosen = tracker_for(tracker, root=root, **settings)
     return [RunView.from_data(data, chosen.name) for data in chosen.list_runs(workflow)]

@@ -1,6 +1,6 @@
 """Errors raised by QFlow.
 
-Every error a user can cause derives from :class:`QFlowError`; each class carries a one-line
+Every error a user can cause derives from ``QFlowError``; each class carries a one-line
 ``headline`` that front ends (the CLI, ``qflow.launch``, the magics) print before the message.
 
     QFlowError
@@ -12,7 +12,7 @@ Every error a user can cause derives from :class:`QFlowError`; each class carrie
     ├── ConfigError        a configuration file, key or value is wrong
     └── StepError          a user's step raised; carries the step name and run id
 
-:func:`report_error` prints one of them for a person, and :func:`user_traceback` shows a
+``report_error`` prints one of them for a person, and ``user_traceback`` shows a
 user's exception without QFlow's own frames. This module imports nothing else from QFlow,
 so every layer can raise and report these errors.
 """

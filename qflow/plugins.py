@@ -2,7 +2,7 @@
 
 Built-ins are dotted paths (``"qflow.trackers.file:FileTracker"``); third-party packages add
 entries through the entry-point group named after the family (``qflow.trackers``). Listing
-names imports nothing but package metadata; :meth:`Registry.get` imports on first use.
+names imports nothing but package metadata; ``Registry.get`` imports on first use.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from qflow.dsl.decorators import provider
 
 @provider(cache=False)
 def factory_load(path: Path) -> Any:
-    """Load an artifact saved with :func:`qflow.save` (a folder written by a factory).
+    """Load an artifact saved with ``qflow.save`` (a folder written by a factory).
 
     Its cache key fingerprints the folder's files, so replacing the data re-runs what uses it;
     its value is read only when a step that uses it must run.

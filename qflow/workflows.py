@@ -2,7 +2,7 @@
 
 ``qflow run -w NAME`` and ``python workflows/NAME/workflow.py`` both come here, so they do
 the same thing: compose the configuration, validate parameters and inputs against the
-workflow class (:mod:`qflow.project.workflows`), and compute it with the configured
+workflow class (``qflow.project.workflows``), and compute it with the configured
 launcher and tracker, or search its parameters with the configured tuner.
 
 ``python workflow.py [run] [alpha=0.5 | parameters.alpha=0.5 ...]`` outside a project

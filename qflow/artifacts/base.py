@@ -29,7 +29,7 @@ class Factory(ABC):
 
     @abstractmethod
     def load(self, path: Path) -> Any:
-        """Read back what :meth:`save` wrote into ``path``."""
+        """Read back what ``save`` wrote into ``path``."""
 
     def spec(self) -> dict[str, Any]:
         """What the store records to find this factory again when loading."""
@@ -47,7 +47,7 @@ class Factory(ABC):
 class BlobFactory(Factory):
     """A factory whose artifact is one blob of bytes made in memory.
 
-    Subclasses implement :meth:`dumps` and :meth:`loads`; the store keeps such an artifact as a
+    Subclasses implement ``dumps`` and ``loads``; the store keeps such an artifact as a
     single file (its manifest and the bytes), the cheapest thing a file system can create.
     """
 
@@ -59,7 +59,7 @@ class BlobFactory(Factory):
 
     @abstractmethod
     def loads(self, data: bytes) -> Any:
-        """The object :meth:`dumps` made ``data`` from."""
+        """The object ``dumps`` made ``data`` from."""
 
     def save(self, obj: Any, path: Path) -> None:
         (path / self.filename).write_bytes(self.dumps(obj))

@@ -153,9 +153,11 @@ class FactoryRegistry:
 
 
 default_registry = FactoryRegistry()
+"""``qflow.registry``: the store, ``qflow.save`` and ``qflow.load`` use it unless given another;
+``@qflow.factory`` adds to it."""
 
 
 def factory(cls: F) -> F:
-    """Class decorator: register a :class:`Factory` subclass in the default registry."""
+    """Class decorator: register a ``Factory`` subclass in the default registry."""
     default_registry.register(cls())
     return cls

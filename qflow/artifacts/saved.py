@@ -34,7 +34,7 @@ def save(obj: Any, path: Path | str, *, registry: FactoryRegistry | None = None)
 
 
 def load(path: Path | str, *, registry: FactoryRegistry | None = None) -> Any:
-    """Load what :func:`save` wrote into ``path``."""
+    """Load what ``save`` wrote into ``path``."""
     registry = registry or default_registry
     folder = Path(path)
     try:

@@ -207,7 +207,7 @@ class Provider:
 
 
 def provider(fn: F | None = None, /, *, cache: bool = True) -> Any:
-    """Make a function a provider: calling it returns a :class:`Provider` for ``run()``'s inputs.
+    """Make a function a provider: calling it returns a ``Provider`` for ``run()``'s inputs.
 
     Args:
         cache: ``False`` when storing the output would only duplicate data already on disk.

@@ -3,8 +3,8 @@
 Every launcher is made the same way — ``Launcher(paths, tracker=..., tracker_settings=...,
 console=..., cache=..., observers=..., **settings)``, the settings being its section of the
 configuration (``configs/launcher/NAME.yaml``) — and runs work with ``launch(target, inputs,
-name=...)``, returning the finished :class:`~qflow.runtime.events.RunState`. Launchers of
-workflows (:class:`GraphLauncher`: local, Dask) build the graph and hand it to the run driver,
+name=...)``, returning the finished ``RunState``. Launchers of
+workflows (``GraphLauncher``: local, Dask) build the graph and hand it to the run driver,
 offering it a node runner; the papermill launcher runs a notebook in a kernel.
 """
 
@@ -107,7 +107,7 @@ class GraphLauncher(Launcher):
 
     @abstractmethod
     def runner(self, store: Any) -> Any:
-        """The node runner for one run (a :class:`~qflow.runtime.driver.NodeRunner`)."""
+        """The node runner for one run (a ``NodeRunner``)."""
 
 
 __all__ = ["GraphLauncher", "Launcher", "NodeTask", "TaskResult"]

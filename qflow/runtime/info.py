@@ -53,7 +53,7 @@ class ProgressBar:
     done: float = field(default=0)
 
     def update(self, n: float = 1, *, message: str = "") -> Progress:
-        """Advance by ``n`` and return the :class:`Progress` event to yield."""
+        """Advance by ``n`` and return the ``Progress`` event to yield."""
         self.done += n
         event = Progress(name=self.name, done=self.done, total=self.total, message=message)
         report = REPORTER.get()

@@ -1,7 +1,7 @@
 """The tracker protocol: sinks of runs that can also read them back.
 
 A tracker implements a few primitives (start and end a run, log parameters, metrics with a
-step index, tags, artifacts; list and read runs). :class:`Tracker` turns a run's events into
+step index, tags, artifacts; list and read runs). ``Tracker`` turns a run's events into
 those calls: parameters (the workflow's, and every step's settings as ``Step.field``) and tags
 when the run starts; each node's metrics (labelled ones under their label, others as
 ``Step.metric``), its duration and cache status as it finishes, buffered and sent in batches;
@@ -38,7 +38,7 @@ class MetricPoint:
 
 @dataclass
 class RunData:
-    """A run as a tracker holds it: what :func:`qflow.api.inspect_run` is built from."""
+    """A run as a tracker holds it: what ``qflow.api.inspect_run`` is built from."""
 
     run_id: str
     status: str

@@ -185,3 +185,75 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
     assert (root / ".qflow" / "store").is_dir()
 
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-qflow-rerun.png"), full_page=True)
+
+
+# -- the documentation site: a tutorial page with its graph ---------------------------------------
+def _docs_site_or_skip(out: Path) -> Path:
+    """Build the documentation site into ``out`` (skipping where the docs toolchain is absent)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    config = REPO / "mkdocs.yml"
+    if not mkdocs.exists():
+        pytest.skip(f"{mkdocs} is missing: pip install -e '.[docs]'")
+    if importlib.util.find_spec("mkdocs_jupyter") is None:
+        pytest.skip("the mkdocs-jupyter plugin is missing: pip install -e '.[docs]'")
+    if "mkdocs-jupyter" not in config.read_text():
+        pytest.skip("mkdocs.yml does not use the mkdocs-jupyter plugin: no tutorial pages")
+    done = subprocess.run([str(mkdocs), "build", "-d", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"mkdocs build failed:\n{done.stdout[-3000:]}{done.stderr[-5000:]}"
+    return out
+
+
+def test_tutorial_page_shows_the_graph_picture(browser: Any, tmp_path: Path) -> None:
+    """The built site's first tutorial, served over HTTP in headless Chromium, shows the graph
+    of the notebook's steps as a picture (the widget made static by docs_hooks/tutorials.py),
+    and no widget placeholder."""
+    import functools
+    import http.server
+    import threading
+
+    site = _docs_site_or_skip(tmp_path / "site")
+    page_file = site / "tutorials" / "notebook-to-pipeline" / "index.html"
+    assert page_file.is_file(), sorted(p.name for p in (site / "tutorials").iterdir())
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tutorials/notebook-to-pipeline/"
+        response = page.goto(url)
+        assert response is not None and response.ok, url
+        graph = page.locator(".qflow-graph svg").first
+        graph.wait_for(state="visible", timeout=15_000)
+        graph.scroll_into_view_if_needed()
+        box = graph.bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 30, box
+        nodes = graph.locator("g.qflow-node")
+        assert nodes.count() == 3
+        labels = " ".join(" ".join((nodes.nth(i).text_content() or "").split())
+                          for i in range(3))
+        for expected in ("load cached", "fit done", "evaluate done"):
+            assert expected in labels, labels
+        body = page.locator("body").text_content() or ""
+        assert "Error displaying widget" not in body and "model not found" not in body
+        # the progress bar of the fit step is a static <progress> at its end
+        bar = page.locator("progress").first
+        assert bar.get_attribute("value") == bar.get_attribute("max")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.evaluate("(y) => window.scrollBy(0, y)", -200)  # the heading above the graph too
+        page.screenshot(path=str(ARTIFACTS / "tutorial.png"))
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -81,7 +81,8 @@ class NotebookSession:
 
     def __init__(self, shell: Any, root: Path | str | None = None) -> None:
         self.shell = shell
-        self.paths = Paths.discover(root)
+        # a headless run (`qflow run` on a notebook) names the project it records into
+        self.paths = Paths.discover(root or os.environ.get("QFLOW_ROOT") or None)
         self.store = Store(self.paths.store)
         self.steps: dict[str, StepCell] = {}
         self.producers: dict[str, str] = {}  # variable -> step whose output it is

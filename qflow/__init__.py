@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from qflow.artifacts.registry import default_registry as registry
     from qflow.artifacts.registry import factory
     from qflow.artifacts.saved import load, save
-    from qflow.dsl.decorators import label_info, mixin, provider, step, workflow
+    from qflow.dsl.decorators import label_info, mixin, name, provider, step, workflow
     from qflow.errors import QFlowError
     from qflow.launchers.local import run
     from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
@@ -55,6 +55,7 @@ _EXPORTS = {
     "launch": "qflow.workflows:launch",
     "load": "qflow.artifacts.saved:load",
     "mixin": "qflow.dsl.decorators:mixin",
+    "name": "qflow.dsl.decorators:name",
     "provider": "qflow.dsl.decorators:provider",
     "providers": "qflow.providers",
     "registry": "qflow.artifacts.registry:default_registry",
@@ -78,6 +79,7 @@ __all__ = [
     "launch",
     "load",
     "mixin",
+    "name",
     "provider",
     "providers",
     "registry",

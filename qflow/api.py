@@ -2,11 +2,12 @@
 
 ```python
 from qflow import api
-run = api.inspect_run(tracker="mlflow", run_id="20261125-160102-417-9c1e2a")
+run = api.inspect_run(run_id="20261125-160102-417-9c1e2a")
 run.metrics["accuracy"], run.parameters["alpha"], run.artifacts["Fit"]
 ```
 
-A tracker is named (``"mlflow"``, ``"wandb"``, ``"file"``) with its settings as keywords
+The tracker is the project's configured one (``configs/project.yaml``) unless one is named
+(``"mlflow"``, ``"wandb"``, ``"file"``) with its settings as keywords
 (``tracking_uri="http://server:5000"`` reads runs another machine logged), or passed as an
 instance. Artifacts load lazily from the artifact store by the keys in the run record.
 """
@@ -27,11 +28,19 @@ from qflow.trackers.base import RunData, Tracker
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
 
 
-def tracker_for(tracker: str | Tracker = "file", *, root: Path | str | None = None,
+def tracker_for(tracker: str | Tracker | None = None, *, root: Path | str | None = None,
                 **settings: Any) -> Tracker:
-    """A tracker instance: ``tracker`` itself, or the one named, on the project's data folder."""
+    """A tracker instance: ``tracker`` itself, or the one named, on the project's data folder;
+    with no name, the project's configured tracker (the file tracker outside a project)."""
     if isinstance(tracker, Tracker):
         return tracker
+    if tracker is None:
+        from qflow.config.paths import find_project_root
+        from qflow.project.components import configured_tracker
+
+        project = find_project_root(root)
+        tracker, configured = configured_tracker(project) if project else ("file", {})
+        settings = {**configured, **settings}
     return create(tracker, Paths.discover(root), settings)
 
 
@@ -159,24 +168,27 @@ class RunView:
                 + table("Steps", steps) + "</div>")
 
 
-def inspect_run(tracker: str | Tracker = "file", experiment_id: str | None = None, *,
-                run_id: str, root: Path | str | None = None, **settings: Any) -> RunView:
+def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = None, *,
+                run_id: str, root: Path | str | None = None, experiment_id: str | None = None,
+                **settings: Any) -> RunView:
     """The run ``run_id`` (QFlow's run id, or the tracker's own) as a ``RunView``.
 
     Args:
-        tracker: a tracker name (``"file"``, ``"mlflow"``, ``"wandb"``) or a tracker instance.
-        experiment_id: the experiment to search for a QFlow run id (MLflow); every
-            experiment by default.
+        tracker: a tracker name (``"file"``, ``"mlflow"``, ``"wandb"``) or a tracker instance;
+            the project's configured tracker by default.
+        experiment: the experiment to look in, by name or id (``qflow run`` prints both);
+            every experiment by default.
         run_id: the run to read.
         root: the project (or folder) whose ``.qflow/`` holds the tracker's data; found from
             the working folder by default.
+        experiment_id: the same as ``experiment`` (its former name).
         **settings: the tracker's settings, such as ``tracking_uri`` for an MLflow server.
     """
     chosen = tracker_for(tracker, root=root, **settings)
-    return RunView.from_data(chosen.read_run(run_id, experiment_id), chosen.name)
+    return RunView.from_data(chosen.read_run(run_id, experiment or experiment_id), chosen.name)
 
 
-def list_runs(workflow: str | None = None, *, tracker: str | Tracker = "file",
+def list_runs(workflow: str | None = None, *, tracker: str | Tracker | None = None,
               root: Path | str | None = None, **settings: Any) -> list[RunView]:
     """The runs (of ``workflow``) the tracker holds, newest first.
 

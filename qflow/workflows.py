@@ -8,7 +8,8 @@ launcher and tracker, or search its parameters with the configured tuner.
 ``python workflow.py [run] [alpha=0.5 | parameters.alpha=0.5 ...]`` outside a project
 builds the workflow with those parameters and computes it with the local launcher and
 embedded defaults. Exit codes: 0 on success, 1 when a step fails, 2 for a mistake in the
-command or the workflow, 130 when interrupted.
+command or the workflow, 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled
+like Ctrl-C: the run is recorded ``killed``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qflow.config.loader import load_config
 from qflow.config.paths import Paths, find_project_root
 from qflow.errors import ConfigError, QFlowError, StepError, report_error
 from qflow.project.workflows import is_notebook_workflow, prepare, tracker_settings
+from qflow.runtime.interrupt import exit_code, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from qflow.config.loader import WorkflowConfig
@@ -39,13 +41,18 @@ parameters.NAME=VALUE works too. Values are parsed as JSON where they can be (0.
 
 def run_notebook_workflow(root: Path, folder: Path, overrides: list[str], *,
                           cache: bool = True, console: bool = True) -> RunState:
-    """Run ``workflows/NAME/workflow.ipynb`` headlessly with its configured parameters."""
+    """Run ``workflows/NAME/workflow.ipynb`` headlessly with its configured parameters.
+
+    The kernel runs in the folder the notebook was exported from (``qflow export`` notes it),
+    so the notebook's relative paths hold as they did there.
+    """
     from qflow.launchers.papermill import PapermillLauncher
-    from qflow.notebook import parameters, read
+    from qflow.notebook import parameter_names, read, working_folder
 
     config = load_config(root, folder, overrides)
     notebook = folder / "workflow.ipynb"
-    known = parameters(read(notebook), notebook)
+    nb = read(notebook)
+    known = parameter_names(nb, notebook)
     values = config.settings.parameters
     for name in values:
         if name not in known:
@@ -57,20 +64,21 @@ def run_notebook_workflow(root: Path, folder: Path, overrides: list[str], *,
                                  tracker=settings.tracker.name,
                                  tracker_settings=tracker_settings(config), console=console,
                                  cache=cache)
-    return launcher.launch(notebook, values, name=folder.name)
+    return launcher.launch(notebook, values, name=folder.name, cwd=working_folder(nb, notebook))
 
 
-def run_notebook(path: Path, values: dict[str, Any]) -> RunState:
+def run_notebook(path: Path, values: dict[str, Any], *, kernel: str | None = None,
+                 cwd: Path | None = None, cache: bool = True) -> RunState:
     """Run any notebook headlessly with ``values`` as its parameters (``qflow run --notebook``).
 
-    The run is tracked in files and kept by the project around the notebook, else in the
-    notebook's folder.
+    The run is tracked in files and kept by the project of the current folder, else in the
+    current folder; the kernel runs in ``cwd`` (default: the notebook's folder).
     """
     from qflow.launchers.papermill import PapermillLauncher
 
     path = path.resolve()
-    launcher = PapermillLauncher(Paths.discover(path.parent), tracker="file")
-    return launcher.launch(path, values, name=path.stem)
+    launcher = PapermillLauncher(Paths.discover(), tracker="file", kernel=kernel, cache=cache)
+    return launcher.launch(path, values, name=path.stem, cwd=cwd)
 
 
 def make_launcher(config: WorkflowConfig, root: Path, *, console: bool = True,
@@ -197,31 +205,37 @@ def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
     cache = "--no-cache" not in args
     args = [a for a in args if a != "--no-cache"]
     try:
-        bad = [a for a in args if a.startswith("-")]
-        if bad:
-            raise ConfigError(f"Unknown option {bad[0]}.", hint=f"See `python {prog} --help`.")
-        project = _project_folder(workflow_cls)
-        fields = getattr(workflow_cls, "model_fields", {})
-        overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
-        if command == "tune":
-            if project is None:
-                raise ConfigError(f"Tuning {prog} needs a project: the `tune:` section of the "
-                                  "workflow's config.yaml says what to search.",
-                                  hint="Create the workflow with `qflow new -w NAME` in a project.")
-            return tune_workflow(*project, overrides, cls=workflow_cls)
-        if project is not None:
-            return run_workflow(*project, overrides, cls=workflow_cls, cache=cache)
-        params = parse_overrides(workflow_cls, args)
-        workflow = workflow_cls(**params)
-        from qflow.launchers.local import LocalLauncher
-
-        return LocalLauncher(cache=cache).launch(workflow)
+        with sigterm_as_interrupt():
+            return _launch(workflow_cls, command, args, prog, cache)
     except StepError as exc:
         report_error(exc)
         sys.exit(1)
     except QFlowError as exc:
         report_error(exc)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print("Terminated." if exit_code(exc) != 130 else "Interrupted.", file=sys.stderr)
+        sys.exit(exit_code(exc))
+
+
+def _launch(workflow_cls: Any, command: str, args: list[str], prog: str, cache: bool) -> Any:
+    """``launch()`` once the command line is split: tune, run in a project, or run alone."""
+    bad = [a for a in args if a.startswith("-")]
+    if bad:
+        raise ConfigError(f"Unknown option {bad[0]}.", hint=f"See `python {prog} --help`.")
+    project = _project_folder(workflow_cls)
+    fields = getattr(workflow_cls, "model_fields", {})
+    overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
+    if command == "tune":
+        if project is None:
+            raise ConfigError(f"Tuning {prog} needs a project: the `tune:` section of the "
+                              "workflow's config.yaml says what to search.",
+                              hint="Create the workflow with `qflow new -w NAME` in a project.")
+        return tune_workflow(*project, overrides, cls=workflow_cls)
+    if project is not None:
+        return run_workflow(*project, overrides, cls=workflow_cls, cache=cache)
+    params = parse_overrides(workflow_cls, args)
+    workflow = workflow_cls(**params)
+    from qflow.launchers.local import LocalLauncher
+
+    return LocalLauncher(cache=cache).launch(workflow)

@@ -37,18 +37,19 @@ def configure(
                                    default=comp.current(root, name))
         comp.parse(f"{name}={choice_name}")
     choice = comp.Choice(name, choice_name)
+    known = comp.settings_of(choice, root.name)
     given = {}
     for item in set_ or []:
         key, sep, raw = item.partition("=")
-        if not sep or key not in comp.settings_of(choice):
+        if not sep or key not in known:
             raise ConfigError(f"Unknown setting {item!r} for {name} {choice_name}; settings: "
-                              f"{', '.join(comp.settings_of(choice)) or 'none'}.")
+                              f"{', '.join(known) or 'none'}.")
         given[key] = parse_value(raw)
     if _interactive():
-        for key in comp.settings_of(choice):
+        for key, default in known.items():
             if key not in given:
-                answer = typer.prompt(f"{name}.{key} (empty for the default)", default="",
-                                      show_default=False)
+                shown = "empty" if default is None else default
+                answer = typer.prompt(f"{name}.{key} [{shown}]", default="", show_default=False)
                 if answer:
                     given[key] = parse_value(answer)
     path = comp.write_config(root, choice, given)
@@ -58,26 +59,43 @@ def configure(
 
 def teardown(
     component: Component,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Also delete the component's local "
-                                      "data without asking.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Tear down without asking, local "
+                                      "data included (needed without a terminal).")] = False,
 ) -> None:
     """Tear down selected configuration: remove its config and, once confirmed, its local data."""
+    from qflow.errors import ConfigError
     from qflow.project import components as comp
     from qflow.project.workflows import project_root
 
     root = project_root()
     name, choice_name = comp.parse(component)
     choice = comp.Choice(name, choice_name or comp.current(root, name))
-    for line in comp.remove(root, choice):
-        typer.echo(line)
+    changes = comp.remove(root, choice, dry_run=True)
+    data = choice.data_dir(root)
+    data = data if data is not None and data.exists() else None
+    if not changes and data is None:
+        why = (f"{choice.name} is the fallback {name}, kept" if choice.name == comp.FALLBACK[name]
+               else f"no {choice.config_file(root).relative_to(root)}")
+        typer.echo(f"Nothing to tear down for {name} {choice.name}: {why}, and no local data.")
+        return
+    todo = changes + ([f"delete {data.relative_to(root)}"] if data else [])
+    if not yes and not _interactive():
+        raise ConfigError(f"Tearing down {name} {choice.name} would: {'; '.join(todo)}. "
+                          "Without a terminal to confirm, nothing was changed.",
+                          hint=f"Pass --yes: qflow teardown -c {name}={choice.name} --yes.")
+    if changes and (yes or typer.confirm(f"Tear down {name} {choice.name} ({'; '.join(changes)})?")):
+        for line in comp.remove(root, choice):
+            typer.echo(line)
+    if choice.name == comp.FALLBACK[name]:
+        typer.echo(f"Kept {choice.config_file(root).relative_to(root)}: {choice.name} is the "
+                   f"fallback {name}.")
     users = comp.workflows_overriding(root, choice)
     if users:
         typer.echo(f"Warning: workflows {', '.join(users)} still select {name} {choice.name} in "
                    "their config.yaml (`override ...`); edit them.", err=True)
-    data = choice.data_dir(root)
-    if data is None or not data.exists():
+    if data is None:
         return
-    if yes or (_interactive() and typer.confirm(f"Delete {data.relative_to(root)}?")):
+    if yes or typer.confirm(f"Delete {data.relative_to(root)}?"):
         comp.remove_data(data)
         typer.echo(f"Deleted {data.relative_to(root)}")
     else:

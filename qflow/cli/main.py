@@ -29,22 +29,26 @@ _state = {"debug": False}
 
 
 def _guard(function: Any) -> Any:
-    """Turn QFlow's errors into one clear message and an exit code (1: a step, 2: a mistake)."""
+    """Turn QFlow's errors into one clear message and an exit code (1: a step, 2: a mistake,
+    130: Ctrl-C, 143: SIGTERM, which stops a run as Ctrl-C does)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from qflow.errors import QFlowError, StepError, report_error
+        from qflow.runtime.interrupt import exit_code, sigterm_as_interrupt
 
         try:
-            return function(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return function(*args, **kwargs)
         except QFlowError as exc:
             if _state["debug"]:
                 raise
             report_error(exc)
             raise typer.Exit(1 if isinstance(exc, StepError) else 2) from None
-        except KeyboardInterrupt:
-            typer.echo("Interrupted.", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            code = exit_code(exc)
+            typer.echo("Interrupted." if code == 130 else "Terminated.", err=True)
+            raise typer.Exit(code) from None
 
     return wrapper
 

@@ -1,4 +1,5 @@
-"""``qflow ps``: the runs of a workflow, newest first, from the run records alone."""
+"""``qflow ps``: the runs of the project (or of one workflow), newest first, from the run
+records alone."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     counts = record.get("counts") or {}
     return {
         "run_id": record["run_id"],
+        "workflow": record.get("workflow"),
         "status": effective_status(record),
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["started"])),
         "duration": record.get("duration"),
@@ -26,8 +28,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = ["RUN ID", "STATUS", "STARTED", "DURATION", "RAN", "CACHED", "RESULT", "METRICS"]
+def _table(rows: list[dict[str, Any]], workflows: bool = False) -> str:
+    header = ["RUN ID", *(["WORKFLOW"] if workflows else []), "STATUS", "STARTED", "DURATION", "RAN", "CACHED", "RESULT", "METRICS"]
     lines = [header]
     for r in rows:
         duration = "-" if r["duration"] is None else f"{r['duration']:.2f}s"
@@ -37,7 +39,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}"
                            for k, v in r["metrics"].items())
         status = r["status"] + (f" ({r['failed_step']})" if r["failed_step"] else "")
-        lines.append([r["run_id"], status, r["started"], duration, str(r["ran"]),
+        lines.append([r["run_id"], *([str(r["workflow"])] if workflows else []), status, r["started"], duration, str(r["ran"]),
                       str(r["cached"]), result, metrics or "-"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
@@ -45,21 +47,32 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def ps(
-    workflow: Annotated[str, typer.Option("-w", "--workflow", help="The workflow.")],
+    workflow: Annotated[str | None, typer.Option(
+        "-w", "--workflow", help="Only this workflow's runs (a notebook's runs go by its name).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List runs for the workflow: id, status, start, duration, steps ran/cached, result, metrics."""
-    from qflow.config.paths import Paths
-    from qflow.project.workflows import project_root, workflow_dir
+    """List runs, newest first: id, status, start, duration, steps ran/cached, result, metrics.
+
+    Without -w, every run of the project (or, outside a project, of the working folder),
+    `qflow run --notebook` runs included.
+    """
+    from qflow.config.paths import Paths, find_project_root
+    from qflow.project.workflows import workflow_dir
     from qflow.runtime.record import list_records
 
-    root = project_root()
-    workflow_dir(root, workflow)
-    rows = [_row(r) for r in list_records(Paths(root).runs, workflow)[:limit]]
+    paths = Paths.discover()
+    records = list_records(paths.runs, workflow)
+    root = find_project_root()
+    if workflow is not None and not records and root is not None:
+        workflow_dir(root, workflow)  # an unknown name is an error that lists the workflows
+    rows = [_row(r) for r in records[:limit]]
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
-    elif not rows:
+    elif not rows and workflow is not None:
         typer.echo(f"No runs of {workflow} yet: `qflow run -w {workflow}`.")
+    elif not rows:
+        typer.echo(f"No runs in {paths.runs} yet: `qflow run -w NAME` or "
+                   "`qflow run --notebook PATH`.")
     else:
-        typer.echo(_table(rows))
+        typer.echo(_table(rows, workflows=workflow is None))

@@ -1,4 +1,8 @@
-"""``qflow visualise``: draw a workflow's graph (built, never run) with Graphviz."""
+"""``qflow visualise``: draw a workflow's graph (built, never run) with Graphviz.
+
+With ``--run-id`` it draws that run's graph as its record keeps it: the settings it ran with,
+and each node's status.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ def visualise(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write "
                       "(default: .qflow/graphs/NAME.FORMAT).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="svg, png or dot.")] = "svg",
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Colour nodes by their status "
-                                               "in this run.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Draw this run: its settings, "
+                                               "nodes coloured by their status.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="Config overrides, as for run.")] = None,
 ) -> None:
     """Visualise workflow execution graph: steps, providers, inputs and the artifacts between them."""
@@ -34,7 +38,7 @@ def visualise(
     root = project_root()
     folder = workflow_dir(root, workflow)
     notebook = is_notebook_workflow(folder)
-    if notebook:
+    if notebook or run_id:  # a run's graph comes from its record, not from today's code
         config, instance, inputs = load_config(root, folder, list(overrides or [])), None, {}
     else:
         config, instance, inputs = prepare(root, folder, list(overrides or []))
@@ -52,10 +56,10 @@ def visualise(
         statuses = {nid: n["status"] for nid, n in record["nodes"].items()}
         if effective_status(record) == "crashed":
             statuses = {k: ("crashed" if v in ("pending", "running") else v) for k, v in statuses.items()}
-    if notebook:
-        graph = record["graph"] if record and record.get("graph") else \
-            step_graph(read(folder / "workflow.ipynb"), workflow)
-        dot = described_dot(graph, statuses)
+    if record and record.get("graph"):
+        dot = described_dot(record["graph"], statuses)
+    elif notebook:
+        dot = described_dot(step_graph(read(folder / "workflow.ipynb"), workflow), statuses)
     else:
         dot = to_dot(build(instance, inputs), statuses)
     target = output or paths.data / "graphs" / f"{workflow}.{fmt}"

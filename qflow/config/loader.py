@@ -6,6 +6,8 @@ in ``configs/project.yaml`` and its component groups, and ``override tracker: fi
 workflow's defaults switches a component for that workflow alone. Command-line overrides in
 Hydra syntax come last; ``parameters.*`` and ``inputs.*`` overrides are applied after
 composing so that any parameter of the workflow class can be set, even one the file omits.
+A bare ``NAME=VALUE`` whose name is no top-level key (``tracker``, ``launcher``...) is the
+workflow parameter ``parameters.NAME``, as ``python workflow.py NAME=VALUE`` reads it.
 Every mistake is a :class:`~qflow.errors.ConfigError` naming the file and key.
 """
 
@@ -84,6 +86,8 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
             raise ConfigError(f"Cannot read the override {item!r}.",
                               hint="Write overrides as KEY=VALUE, e.g. parameters.alpha=0.3 "
                                    "or tracker=file.")
+        if key.isidentifier() and key not in WorkflowSettings.model_fields:
+            key = f"parameters.{key}"  # a bare name is a workflow parameter, as in workflow.py
         if key.startswith(_OWN_SECTIONS):
             own[key] = parse_value(raw)
         else:
@@ -103,6 +107,7 @@ def load_config(root: Path, workflow_dir: Path, overrides: list[str] | None = No
     for path in files:  # clear YAML errors before Hydra reports them its own way
         _read_yaml(path)
     hydra_overrides, own = _split_overrides(list(overrides or []))
+    _check_choices(primary, configs, hydra_overrides)
     data = _compose(workflow_dir, configs, hydra_overrides)
     for key, value in own.items():
         section, _, name = key.partition(".")
@@ -117,6 +122,32 @@ def load_config(root: Path, workflow_dir: Path, overrides: list[str] | None = No
     except ValidationError as exc:
         raise _config_error(config, exc) from None
     return config
+
+
+def _check_choices(primary: Path, configs: Path, overrides: list[str]) -> None:
+    """Each component choice (``- tracker: mlflow`` in a defaults list, ``tracker=file`` on the
+    command line) names a file ``configs/<component>/<choice>.yaml``; else one clear error."""
+    groups = {p.name for p in configs.iterdir() if p.is_dir()} if configs.is_dir() else set()
+    chosen: list[tuple[str, str, str]] = []  # (where, component, choice)
+    for path in (configs / "project.yaml", primary):
+        defaults = _read_yaml(path).get("defaults") if path.is_file() else None
+        for entry in defaults if isinstance(defaults, list) else []:
+            if isinstance(entry, dict) and len(entry) == 1:
+                [(group, choice)] = entry.items()
+                group = str(group).removeprefix("override").strip()
+                if group in groups and isinstance(choice, str):
+                    chosen.append((f"{path}: defaults: `- {group}: {choice}`", group, choice))
+    for item in overrides:
+        group, _, choice = item.partition("=")
+        if group in groups:
+            chosen.append((f"the command line: {item}", group, choice))
+    for where, group, choice in chosen:
+        if not (configs / group / f"{choice}.yaml").is_file():
+            known = sorted(p.stem for p in (configs / group).glob("*.yaml"))
+            raise ConfigError(
+                f"{where}: unknown {group} {choice!r} (no configs/{group}/{choice}.yaml); "
+                f"choices: {', '.join(known) or 'none'}.",
+                hint=f"Fix the name, or add a {group} with `qflow configure -c {group}=CHOICE`.")
 
 
 def _compose(workflow_dir: Path, configs: Path, overrides: list[str]) -> dict[str, Any]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from qflow.dsl.proxy import ACTIVE_TRACER, contains_proxy
+from qflow.dsl.proxy import ACTIVE_TRACER, contains_proxy, user_location
 from qflow.errors import GraphBuildError, SettingsError
 
 C = TypeVar("C", bound=type)
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _describe_validation(cls: type, exc: ValidationError) -> str:
@@ -42,6 +44,7 @@ class QFlowModel(BaseModel):
         extra="forbid", frozen=True, arbitrary_types_allowed=True, protected_namespaces=()
     )
     _qflow_labels: dict[str, str] = PrivateAttr(default_factory=dict)
+    _qflow_name: str | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -178,6 +181,34 @@ def label_info(step_instance: Any, **labels: str) -> Any:
     labelled = step_instance.model_copy()
     labelled._qflow_labels = {**step_instance._qflow_labels, **labels}
     return labelled
+
+
+def name(step_instance: T, node_name: str, /) -> T:
+    """Name the graph node of a step call: ``qflow.name(ReadCSV(), "companies").apply(path)``.
+
+    Without a name, a node is named after its step class (``ReadCSV``, then ``ReadCSV_2``...
+    by call order). The name is used by the graph, the run record, the console, trackers
+    (``companies.duration_s``) and ``RunView.steps``; it is not part of the cache key. It must
+    be a Python identifier, unique among the workflow's nodes (its inputs included). Returns a
+    copy of the step that carries the name (and any ``label_info`` labels).
+    """
+    filename, lineno, _ = user_location()
+    where = f"{os.path.basename(filename)}:{lineno}"
+    if not isinstance(step_instance, StepBase):
+        raise GraphBuildError(
+            f"{where}: qflow.name() takes a step instance, got {type(step_instance).__name__}.",
+            hint='Call it as qflow.name(MyStep(...), "my_name").apply(...).',
+        )
+    if not isinstance(node_name, str) or not node_name.isidentifier():
+        raise GraphBuildError(
+            f"{where}: {node_name!r} is not a node name: it must be a Python identifier "
+            "(letters, digits and underscores, not starting with a digit).",
+            hint='Use a name such as "companies" or "read_companies".',
+        )
+    named = step_instance.model_copy()
+    named._qflow_labels = dict(step_instance._qflow_labels)
+    named._qflow_name = node_name
+    return named  # type: ignore[return-value]
 
 
 class Provider:

@@ -120,7 +120,7 @@ class _GraphTracer(Tracer):
         generator, annotations, unpack = _outputs(original)
         node = self.graph.add(
             Node(
-                id=self.graph.unique_id(cls.__name__),
+                id=self._node_id(step),
                 kind="step",
                 obj=step,
                 inputs=inputs,
@@ -134,6 +134,22 @@ class _GraphTracer(Tracer):
         proxies: Any = [Proxy(node.id, i, a) for i, a in enumerate(annotations)]
         proxies = tuple(proxies) if unpack else proxies[0]
         return PendingGenerator(node.id, proxies) if generator else proxies
+
+    def _node_id(self, step: Any) -> str:
+        """The name ``qflow.name`` gave the call, checked to be free, or ``Class``/``Class_2``."""
+        name = step._qflow_name
+        if name is None:
+            return self.graph.unique_id(type(step).__name__)
+        taken = self.graph.nodes.get(name)
+        if taken is not None:
+            what = f"the step call at {taken.location}" if taken.kind == "step" \
+                else f"the input `{name}` of run()"
+            raise GraphBuildError(
+                f"{_where()}: node name {name!r} is already used by {what}; node names must be "
+                "unique in a workflow.",
+                hint=f'Give this call another name, e.g. qflow.name(..., "{name}_2").',
+            )
+        return name
 
 
 def build(workflow: WorkflowBase, inputs: dict[str, Any] | None = None) -> Graph:

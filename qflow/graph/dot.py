@@ -12,8 +12,8 @@ from typing import Any
 from qflow.dsl.proxy import Proxy
 from qflow.graph.graph import Graph, proxies_in
 
-COLOURS = {"ran": "#c8e6c9", "cached": "#bbdefb", "failed": "#ffcdd2", "skipped": "#eeeeee",
-           "pending": "#fff9c4", "running": "#fff9c4", "crashed": "#ffcdd2"}
+COLOURS = {"ran": "#c8e6c9", "cached": "#bbdefb", "inline": "#e1f5fe", "failed": "#ffcdd2",
+           "skipped": "#eeeeee", "pending": "#fff9c4", "running": "#fff9c4", "crashed": "#ffcdd2"}
 SHAPES = {"step": "box", "provider": "cylinder", "input": "ellipse"}
 
 
@@ -37,12 +37,7 @@ def to_dot(graph: Graph, statuses: dict[str, str] | None = None) -> str:
              'fillcolor="#ffffff"];', '  edge [fontname="Helvetica", fontsize=9];']
     for node in graph.nodes.values():
         status = (statuses or {}).get(node.id)
-        label = node.id if node.kind != "provider" else f"{node.id}\n{node.title}"
-        if node.kind == "step" and node.title != f"{node.id}()":
-            label = f"{node.id}\n{node.title.split('(', 1)[1][:-1]}"
-        if status:
-            label += f"\n[{status}]"
-        attrs = {"shape": SHAPES[node.kind], "label": label,
+        attrs = {"shape": SHAPES[node.kind], "label": _label(node.id, node.kind, node.title, status),
                  "fillcolor": COLOURS.get(status or "", "#ffffff")}
         lines.append(f"  {_q(node.id)} [" + ", ".join(f"{k}={_q(v)}" for k, v in attrs.items())
                      + f", class={_q('qflow-' + (status or 'node'))}];")
@@ -59,13 +54,24 @@ def to_dot(graph: Graph, statuses: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(node_id: str, kind: str, title: str | None, status: str | None) -> str:
+    """A node's label: its id, a step's settings or a provider's call, and its status."""
+    label = node_id
+    if kind == "provider" and title:
+        label += f"\n{title}"
+    elif kind == "step" and title and "(" in title and title != f"{node_id}()":
+        label += f"\n{title.split('(', 1)[1][:-1]}"
+    return label + (f"\n[{status}]" if status else "")
+
+
 def described_dot(graph: dict[str, Any], statuses: dict[str, str] | None = None) -> str:
-    """DOT source of a graph as run records describe it (``{"name", "nodes": [...]}``)."""
+    """DOT source of a graph as run records describe it (``{"name", "nodes": [...]}``), with
+    the settings it ran with (the steps' and providers' titles)."""
     lines = [f"digraph {_q(graph.get('name') or 'graph')} {{", "  rankdir=LR;",
              '  node [fontname="Helvetica", fontsize=11, style="rounded,filled"];']
     for node in graph.get("nodes", []):
         status = (statuses or {}).get(node["id"])
-        label = node["id"] + (f"\n[{status}]" if status else "")
+        label = _label(node["id"], node.get("kind") or "step", node.get("title"), status)
         lines.append(f"  {_q(node['id'])} [shape={SHAPES.get(node.get('kind'), 'box')}, "
                      f"label={_q(label).replace(chr(92) * 2, chr(92))}, "
                      f"fillcolor={_q(COLOURS.get(status or '', '#ffffff'))}, "

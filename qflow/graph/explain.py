@@ -54,7 +54,7 @@ def explain(previous: dict[str, Any] | None, current: dict[str, Any],
                          ("provider", "provider name")):
         if previous.get(field) != current.get(field) and f"{label} changed" not in reasons:
             reasons.append(f"{label} changed")
-    return reasons
+    return list(dict.fromkeys(reasons))  # two outputs of one upstream step name it once
 
 
 def _refs(value: Any) -> list[str]:

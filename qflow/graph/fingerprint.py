@@ -216,7 +216,12 @@ class _Walker:
             self.imported(top)
         for name in sorted(_global_names(fn.__code__)):
             if name in fn.__globals__:
-                self.reference(f"{module_label(fn.__module__)}:{name}", fn.__globals__[name])
+                value = fn.__globals__[name]
+                if name == "__name__":  # `getLogger(__name__)`: the same under every entry point
+                    value = module_label(value)
+                elif name == "__package__":  # None as `__main__`, "" when imported by path
+                    value = value or ""
+                self.reference(f"{module_label(fn.__module__)}:{name}", value)
         for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
             try:
                 content = cell.cell_contents

@@ -39,7 +39,8 @@ class Node:
     """One step call, provider or input value of a workflow.
 
     Attributes:
-        id: unique name in the graph (the step's class name, ``Fit_2`` for a second call).
+        id: unique name in the graph: the ``qflow.name`` given to the call, else the step's
+            class name (``Fit_2`` for a second call).
         kind: ``"step"``, ``"provider"`` or ``"input"``.
         obj: the step instance, the provider, or the input value.
         inputs: the arguments by parameter name; proxies stand for upstream outputs.

@@ -17,6 +17,7 @@ from qflow.config.paths import Paths
 from qflow.dsl.decorators import WorkflowBase
 from qflow.errors import ConfigError
 from qflow.graph.build import build
+from qflow.graph.check import check_provider_paths
 from qflow.runtime.console import Console
 from qflow.runtime.driver import Driver
 from qflow.runtime.events import NodeRun, Observer, Observers, RunState
@@ -58,13 +59,14 @@ class Launcher(ABC):
         return None
 
     def run_observers(self, *, record: bool = True) -> list[Observer]:
-        """The run recorder, the configured tracker, the console and any extra observers."""
+        """The run recorder, the console, the configured tracker and any extra observers (the
+        tracker after the console, so a run's output ends with where the tracker put it)."""
         observers: list[Observer] = [RunRecorder(self.paths.runs)] if record else []
+        if self.console:
+            observers.append(Console())
         if self.tracker:
             observers.append(create_tracker(self.tracker, self.paths, self.tracker_settings,
                                             announce=self.console))
-        if self.console:
-            observers.append(Console())
         return observers + self.observers
 
     @abstractmethod
@@ -89,6 +91,7 @@ class GraphLauncher(Launcher):
         the class name by default.
         """
         graph = build(target, inputs)
+        check_provider_paths(graph, self.paths.root)
         location = self.paths.store_location()
         store = open_store(location)
         run = RunState(

@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from qflow.config.paths import Paths
-from qflow.errors import ConfigError, StepError
+from qflow.errors import ConfigError, QFlowError, StepError
 from qflow.launchers.base import Launcher
-from qflow.notebook import parameters, read, step_of_cell
+from qflow.notebook import (
+    cell_error,
+    failing_line,
+    parameter_names,
+    parameters,
+    read,
+    source_index,
+    step_of_cell,
+)
 from qflow.runtime.events import RunState
 from qflow.runtime.record import new_run_id, read_record, summary
 from qflow.store.atomic import atomic_write_bytes
@@ -44,10 +52,11 @@ class PapermillLauncher(Launcher):
 
     def launch(self, target: Path, inputs: dict[str, Any] | None = None, *,
                name: str | None = None, observers: list[Any] | None = None,
-               source: str = "the command line") -> RunState:
+               source: str = "the command line", cwd: Path | None = None) -> RunState:
         """Execute the notebook ``target`` with the parameter values ``inputs`` injected.
 
-        ``source`` names where the values came from, for errors. Returns the finished run.
+        ``source`` names where the values came from, for errors; the kernel runs in ``cwd``
+        (default: the notebook's folder). Returns the finished run.
         """
         if observers:
             raise ConfigError("The papermill launcher takes no per-run observers yet: a "
@@ -55,11 +64,22 @@ class PapermillLauncher(Launcher):
         notebook, values, name = target, dict(inputs or {}), name or target.stem
         nb = read(notebook)
         known = parameters(nb, notebook)
-        unknown = sorted(set(values) - set(known))
+        names = parameter_names(nb, notebook)
+        unknown = sorted(set(values) - set(names))
         if unknown:
             raise ConfigError(f"{source}: the notebook {notebook} has no parameter "
-                              f"{unknown[0]!r} (parameters: {', '.join(known) or 'none'}).",
+                              f"{unknown[0]!r} (parameters: {', '.join(names) or 'none'}).",
                               hint="Parameters are the names its cell tagged `parameters` sets.")
+        if not self.kernel and not nb.metadata.get("kernelspec", {}).get("name"):
+            raise ConfigError(f"The notebook {notebook} names no kernel (its metadata has no "
+                              "`kernelspec`), so QFlow cannot tell which kernel runs it.",
+                              hint="With --notebook, pass one with -k, e.g. `-k python3` "
+                                   "(`jupyter kernelspec list` lists them), or open the notebook "
+                                   "in Jupyter, pick a kernel and save it.")
+        cwd = (cwd or notebook.parent).resolve()
+        if not cwd.is_dir():
+            raise ConfigError(f"The working folder {cwd} for {notebook} does not exist.",
+                              hint="Pass an existing folder with --cwd.")
         tracker = create_tracker(self.tracker, self.paths, self.tracker_settings,
                                  announce=self.console) if self.tracker else None
         run = RunState(run_id=new_run_id(), workflow=name, parameters={**known, **values},
@@ -76,12 +96,19 @@ class PapermillLauncher(Launcher):
         self._say(f"Run {run.run_id} of {name} (notebook {notebook})")
         error: BaseException | None = None
         try:
-            self._execute(notebook, output, values, run)
+            self._execute(notebook, output, values, run, cwd)
             run.status = "succeeded"
         except KeyboardInterrupt as exc:
             run.status, run.error, error = "killed", "interrupted", exc
-        except StepError as exc:
+        except QFlowError as exc:
             run.status, run.error, error = "failed", exc.message, exc
+        except Exception as exc:  # recorded as failed, never left `running`, never a traceback
+            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            run.failed_step = run.failed_step or "kernel"
+            error = StepError(f"The notebook {notebook} could not run: {run.error}",
+                              step=run.failed_step, run_id=run.run_id,
+                              hint="Run with `qflow --debug run ...` to see where it failed.")
+            error.__cause__ = exc
         finally:
             run.ended = time.time()
             record = self._finish(run, notebook, output)
@@ -92,18 +119,23 @@ class PapermillLauncher(Launcher):
             raise error
         return run
 
-    def _execute(self, notebook: Path, output: Path, values: dict[str, Any], run: RunState) -> None:
+    def _execute(self, notebook: Path, output: Path, values: dict[str, Any], run: RunState,
+                 cwd: Path) -> None:
         import papermill
         from jupyter_client.kernelspec import NoSuchKernel
         from nbclient.exceptions import DeadKernelError
 
-        saved = {k: os.environ.get(k) for k in ("QFLOW_RUN_ID", "QFLOW_WORKFLOW", "QFLOW_NO_CACHE")}
-        os.environ.update(QFLOW_RUN_ID=run.run_id, QFLOW_WORKFLOW=run.workflow)
+        saved = {k: os.environ.get(k)
+                 for k in ("QFLOW_RUN_ID", "QFLOW_WORKFLOW", "QFLOW_NO_CACHE", "QFLOW_ROOT")}
+        # the kernel records the run and uses the store of this project, wherever it runs
+        os.environ.update(QFLOW_RUN_ID=run.run_id, QFLOW_WORKFLOW=run.workflow,
+                          QFLOW_ROOT=str(self.paths.root))
         if not self.cache:
             os.environ["QFLOW_NO_CACHE"] = "1"
         try:
             papermill.execute_notebook(str(notebook), str(output), parameters=values,
-                                       kernel_name=self.kernel, cwd=str(notebook.parent),
+                                       kernel_name=self.kernel, language=self._language(),
+                                       cwd=str(cwd),
                                        progress_bar=False, log_output=False)
         except NoSuchKernel as exc:
             raise ConfigError(f"No Jupyter kernel named {exc.name!r} to run {notebook}.",
@@ -111,13 +143,7 @@ class PapermillLauncher(Launcher):
                                    "kernel, or install one with `python -m ipykernel install "
                                    "--user --name NAME`.") from None
         except papermill.PapermillExecutionError as exc:
-            nb = read(notebook)
-            step = step_of_cell(nb, exc.cell_index)
-            what = f"step '{step}' (cell {exc.cell_index})" if step else f"cell {exc.cell_index}"
-            run.failed_step = step or f"cell {exc.cell_index}"
-            raise StepError(f"The notebook {notebook} failed in {what}: {exc.ename}: "
-                            f"{exc.evalue}", step=run.failed_step, run_id=run.run_id,
-                            hint=f"The executed notebook, up to the failure, is {output}.") from None
+            raise self._cell_failure(notebook, output, run, exc, bool(values)) from None
         except DeadKernelError as exc:
             run.failed_step = "kernel"
             raise StepError(f"The kernel running {notebook} died ({exc}); out of memory?",
@@ -129,6 +155,43 @@ class PapermillLauncher(Launcher):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def _language(self) -> str | None:
+        """The language of the kernel named with ``-k``, which papermill needs to inject values
+        into a notebook whose metadata names none."""
+        if not self.kernel:
+            return None
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        try:
+            return KernelSpecManager().get_kernel_spec(self.kernel).language or None
+        except NoSuchKernel:
+            return None  # papermill then says there is no such kernel
+
+    def _cell_failure(self, notebook: Path, output: Path, run: RunState, exc: Any,
+                      injected: bool) -> StepError:
+        """The failure as the user sees their notebook: step, cell number, line, error."""
+        nb = read(notebook)
+        index = source_index(nb, exc.cell_index, injected)
+        step = step_of_cell(nb, index) if index is not None else None
+        ename, evalue = exc.ename, exc.evalue
+        if not evalue and ename == "CellExecutionError":
+            try:
+                executed = read(output)
+                failed = next(c for c in executed.cells
+                              if c.get("metadata", {}).get("papermill", {}).get("exception"))
+                ename, evalue = cell_error(failed)
+            except (ConfigError, StopIteration):
+                pass
+        line = failing_line(exc.traceback, exc.exec_count, step is not None)
+        where = ("the injected parameters cell" if index is None
+                 else f"cell {index + 1} of {len(nb.cells)}")
+        where += f", line {line}" if line else ""
+        what = f"step '{step}' ({where})" if step else where
+        run.failed_step = step or (f"cell {index + 1}" if index is not None else "parameters")
+        return StepError(f"The notebook {notebook} failed in {what}: {ename}: {evalue}".rstrip(": "),
+                         step=run.failed_step, run_id=run.run_id,
+                         hint=f"The executed notebook, up to the failure, is {output}.")
 
     def _finish(self, run: RunState, notebook: Path, output: Path) -> dict[str, Any]:
         """Complete the record the kernel wrote (or write one for a plain notebook)."""

@@ -1,7 +1,7 @@
 """Project components (tracker, launcher, tuner, paths): configure and tear down choices.
 
 A choice is a file ``configs/<component>/<choice>.yaml`` rendered from
-``qflow/templates/components``; the project's default is the ``- <component>: <choice>``
+``templates/components``; the project's default is the ``- <component>: <choice>``
 line of ``configs/project.yaml``'s defaults list, edited in place so comments survive.
 """
 
@@ -55,10 +55,16 @@ def parse(spec: str) -> tuple[str, str | None]:
     return component, name or None
 
 
-def settings_of(choice: Choice) -> list[str]:
-    """The settings a choice's template asks for (``{{ settings.X }}``)."""
+def settings_of(choice: Choice, project: str = "") -> dict[str, Any]:
+    """The settings a choice's template asks for (``{{ settings.X | default(D) }}``), each with
+    the default an empty answer keeps (``D`` evaluated; ``None`` when there is none)."""
     text = (TEMPLATES / "components" / choice.component / f"{choice.name}.yaml.j2").read_text()
-    return list(dict.fromkeys(re.findall(r"settings\.(\w+)", text)))
+    env = environment()
+    out: dict[str, Any] = {}
+    for name, default in re.findall(r"settings\.(\w+)(?:\s*\|\s*default\(([^)]*)\))?", text):
+        if name not in out:
+            out[name] = env.compile_expression(default)(project=project) if default else None
+    return out
 
 
 def current(root: Path, component: str) -> str:
@@ -70,6 +76,21 @@ def current(root: Path, component: str) -> str:
                           "its defaults list.", hint=f"Add `  - {component}: "
                                                       f"{FALLBACK[component]}` under defaults:.")
     return found.group(1)
+
+
+def configured_tracker(root: Path) -> tuple[str, dict[str, Any]]:
+    """The project's default tracker and its settings (``configs/tracker/<name>.yaml``, with
+    the project's ``project_name`` and ``experiment_name``), as its runs were recorded with."""
+    import yaml
+
+    name = current(root, "tracker")
+    path = Choice("tracker", name).config_file(root)
+    own = yaml.safe_load(path.read_text()) if path.is_file() else None
+    project = yaml.safe_load((root / "configs" / "project.yaml").read_text()) or {}
+    settings = {k: v for k, v in (own or {}).items() if k != "name" and v is not None}
+    settings.update(project=project.get("project_name") or root.name,
+                    experiment=project.get("experiment_name"))
+    return name, settings
 
 
 def set_default(root: Path, choice: Choice) -> None:
@@ -97,20 +118,20 @@ def workflows_overriding(root: Path, choice: Choice) -> list[str]:
                   if pattern.search(p.read_text()))
 
 
-def remove(root: Path, choice: Choice) -> list[str]:
-    """Remove ``choice``'s config (switching the default back to the fallback); say what changed."""
+def remove(root: Path, choice: Choice, *, dry_run: bool = False) -> list[str]:
+    """Remove ``choice``'s config (switching the default back to the fallback); say what
+    changed, or with ``dry_run`` what would change. Its local data is left alone."""
     done = []
     fallback = Choice(choice.component, FALLBACK[choice.component])
     if current(root, choice.component) == choice.name and choice != fallback:
-        if not fallback.config_file(root).exists():
-            write_config(root, fallback, {})
-        set_default(root, fallback)
+        if not dry_run:
+            if not fallback.config_file(root).exists():
+                write_config(root, fallback, {})
+            set_default(root, fallback)
         done.append(f"default {choice.component} is now {fallback.name}")
-    if choice == fallback:
-        done.append(f"kept {choice.config_file(root).relative_to(root)}: {choice.name} is the "
-                    f"fallback {choice.component}")
-    elif choice.config_file(root).exists():
-        choice.config_file(root).unlink()
+    if choice != fallback and choice.config_file(root).exists():
+        if not dry_run:
+            choice.config_file(root).unlink()
         done.append(f"removed {choice.config_file(root).relative_to(root)}")
     return done
 

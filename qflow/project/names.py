@@ -17,7 +17,9 @@ def check_name(kind: str, name: str) -> str:
     shown = repr(name)
     if not name or not _NAME.match(name):
         if any(sep in name for sep in ("/", "\\")) or name in (".", ".."):
-            why = "it is a path; give a plain name (it is created inside the current folder)"
+            where = "in the project's workflows/ folder" if kind == "workflow" \
+                else "inside the current folder"
+            why = f"it is a path; give a plain name (it is created {where})"
         else:
             why = "it must be a Python identifier: ASCII letters, digits and _, not starting " \
                   "with a digit, at most 63 characters"

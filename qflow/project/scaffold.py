@@ -1,4 +1,7 @@
-"""Render the project and workflow templates shipped in ``qflow/templates``.
+"""Render the project and workflow templates (the repository's top-level ``templates/``).
+
+The wheel ships them inside the package as ``qflow/templates`` (hatch ``force-include``);
+a source checkout reads the top-level folder itself.
 
 A tree is rendered into a temporary sibling folder and renamed into place when complete, so
 a failure leaves nothing behind. File names may contain ``__project__`` (replaced by the
@@ -8,6 +11,7 @@ so they are safe to substitute).
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +20,16 @@ from typing import Any
 from qflow.errors import ConfigError
 from qflow.project.names import check_name
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def _templates() -> Path:
+    """``qflow/templates`` in an installed wheel, else ``templates/`` of the source checkout."""
+    shipped = importlib.resources.files("qflow") / "templates"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+TEMPLATES = _templates()
 CODEARTIFACT = "https://{domain}-{account}.d.codeartifact.{region}.amazonaws.com/pypi/{repository}/simple/"
 
 
@@ -60,7 +73,8 @@ def render_tree(template: str, target: Path, context: dict[str, Any]) -> Path:
 def codeartifact(account: str, domain: str, repository: str, region: str) -> dict[str, str]:
     """Package-index settings of a CodeArtifact repository, and the command to log in."""
     if not (account.isdigit() and len(account) == 12):
-        raise ConfigError(f"Invalid AWS account id {account!r}: it has 12 digits.")
+        raise ConfigError(f"Invalid AWS account id {account!r}: an account id has 12 digits.",
+                          hint="Copy it from the AWS console, e.g. -a 123456789012.")
     return {
         "index_url": CODEARTIFACT.format(domain=domain, account=account, region=region,
                                          repository=repository),

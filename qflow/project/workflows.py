@@ -98,11 +98,53 @@ def build_inputs(config: WorkflowConfig, root: Path, run_inputs: list[str]) -> d
                     f"{config.source_of(f'inputs.{name}.path')}: 'inputs.{name}.path': "
                     f"{path} does not exist (looked for {full}).",
                     hint="Fix the path (relative to the project root) or create the data.")
-            out[name] = providers.factory_load(path) if (full / SPEC).is_file() \
-                else providers.file(path)
+            if "load" in spec or "args" in spec:
+                out[name] = _loaded_input(config, name, spec, path)
+            elif len(spec) > 1:
+                raise _unknown_input_keys(config, name, spec)
+            else:
+                out[name] = providers.factory_load(path) if (full / SPEC).is_file() \
+                    else providers.file(path)
         else:
             out[name] = spec
     return out
+
+
+_PATH_INPUT_KEYS = ("path", "load", "args")
+
+
+def _unknown_input_keys(config: WorkflowConfig, name: str, spec: dict[str, Any]) -> ConfigError:
+    key = f"inputs.{name}.{next(k for k in spec if k not in _PATH_INPUT_KEYS)}"
+    return ConfigError(f"{config.source_of(key)}: unknown key '{key}': a file input takes "
+                       f"{', '.join(_PATH_INPUT_KEYS)}.",
+                       hint="e.g. {path: data/a.csv, load: pandas.read_csv, args: {sep: ';'}}.")
+
+
+def _loaded_input(config: WorkflowConfig, name: str, spec: dict[str, Any], path: Path) -> Any:
+    """``{path, load, args}``: the file read by the named loader, checked to be importable."""
+    from qflow import providers
+
+    if any(k not in _PATH_INPUT_KEYS for k in spec):
+        raise _unknown_input_keys(config, name, spec)
+    key = f"inputs.{name}.load"
+    loader = spec.get("load")
+    if not isinstance(loader, str) or not loader:
+        raise ConfigError(f"{config.source_of(key)}: '{key}' must name a loader such as "
+                          f"pandas.read_csv, got {loader!r}.",
+                          hint="Set `load:` to an importable callable (module.function).")
+    try:
+        providers.import_loader(loader)
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.source_of(key)}: '{key}': cannot use {loader!r} as a "
+                          f"loader: {exc}.",
+                          hint="Name an importable callable, e.g. pandas.read_csv or "
+                          "package.module:function, and install its package.") from None
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        akey = f"inputs.{name}.args"
+        raise ConfigError(f"{config.source_of(akey)}: '{akey}' must be a mapping of keyword "
+                          f"arguments of {loader}, got {args!r}.")
+    return providers.read(path, loader, dict(args)) if args else providers.read(path, loader)
 
 
 def make_workflow(cls: type[WorkflowBase], config: WorkflowConfig) -> WorkflowBase:

@@ -1,4 +1,5 @@
-"""The console view of a run: a line per step (ran, cached, failed, with why) and tqdm bars."""
+"""The console view of a run: a line per step (ran, cached, inline, failed, with why) and tqdm
+bars."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, TextIO
 from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.info import Progress, RuntimeInfo
 
-_MARKS = {"ran": "ran   ", "cached": "cached", "failed": "FAILED", "skipped": "skip  "}
+_MARKS = {"ran": "ran   ", "cached": "cached", "inline": "inline", "failed": "FAILED",
+          "skipped": "skip  "}
 
 
 def _seconds(s: float) -> str:
@@ -58,6 +60,8 @@ class Console(Observer):
         line = f"  {_MARKS.get(node.status, node.status):6} {node.id}"
         if node.status == "ran":
             line += f"  {_seconds(node.duration)}  ({'; '.join(node.reasons)})"
+        elif node.status == "inline":
+            line += "  (not stored: read inside the steps that use it)"
         self._print(line)
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
@@ -65,7 +69,7 @@ class Console(Observer):
             bar.close()
         self._bars.clear()
         counts = run.counts()
-        summary = f"{counts.get('ran', 0)} ran, {counts.get('cached', 0)} cached"
+        summary = summarise(counts)
         if run.status == "succeeded":
             self._print(f"Run {run.run_id} succeeded in {_seconds(run.duration)} ({summary})")
             for label, value in run.metrics.items():
@@ -74,6 +78,12 @@ class Console(Observer):
             self._print(f"  result: {_short(run.result)}")
         else:
             self._print(f"Run {run.run_id} {run.status} ({summary})")
+
+
+def summarise(counts: dict[str, int]) -> str:
+    """``"2 ran, 1 cached"``, with ``", 1 inline"`` when uncached providers were read."""
+    text = f"{counts.get('ran', 0)} ran, {counts.get('cached', 0)} cached"
+    return text + (f", {counts['inline']} inline" if counts.get("inline") else "")
 
 
 def _short(value: Any) -> str:

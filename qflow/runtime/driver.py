@@ -21,6 +21,7 @@ from qflow.graph.graph import Graph, Node, map_leaves
 from qflow.graph.keys import components, digest
 from qflow.runtime.events import Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
+from qflow.runtime.interrupt import describe
 from qflow.runtime.task import Context, DamagedInput, Inline, NodeTask, Ref, TaskResult, run_node
 
 
@@ -125,7 +126,7 @@ class Driver:
         record.components = comps
         record.key = self.keys[node.id] = self._planned[node.id] = digest(comps)
         if self._inline(node):
-            record.status = "cached" if node.kind == "provider" else "input"
+            record.status = "inline" if node.kind == "provider" else "input"
             self._settle(node)
             return
         if self._cacheable(node) and self.store.has(record.key):
@@ -290,9 +291,9 @@ class Driver:
             self._schedule()
             run.result = self._result()
             run.status = "succeeded"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under a front end (interrupt.py)
             run.status = "killed"
-            run.error = "interrupted"
+            run.error = describe(exc)
             raise
         except StopRun as stop:
             run.status = stop.status
@@ -328,7 +329,7 @@ class Driver:
                 self.store.flush()
             finally:
                 for nid, rec in run.nodes.items():
-                    if rec.components and rec.status in ("ran", "cached", "failed"):
+                    if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
                         self.previous[nid] = {**rec.components, "_failed": rec.status == "failed"}
                 self.store.write_index(scope, self.previous)
                 run.ended = time.time()

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from qflow.runtime.info import RuntimeInfo
+
+NodeStatus = Literal["pending", "running", "ran", "cached", "inline", "failed", "skipped", "input"]
+"""What happened to a node; the console, run records, ``qflow ps`` and trackers all use these
+words. ``inline`` is an uncached provider: it is neither computed nor stored on its own, but
+evaluated inside each step that reads it (and not at all when those steps are cached)."""
 
 
 class StopRun(BaseException):
@@ -29,7 +34,7 @@ class NodeRun:
 
     id: str
     kind: str
-    status: str = "pending"  # pending | running | ran | cached | failed | skipped | input
+    status: NodeStatus = "pending"
     key: str | None = None
     duration: float = 0.0
     reasons: list[str] = field(default_factory=list)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qflow.dsl.decorators import Provider, signature
-from qflow.errors import FactoryError, IntegrityError, QFlowError, user_traceback
+from qflow.errors import IntegrityError, QFlowError, user_traceback
 from qflow.graph.graph import map_leaves
 from qflow.graph.keys import digest, value_digest
 from qflow.runtime.info import Metric, RuntimeInfo
@@ -220,8 +220,9 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
             caching off stay there instead of going to the run's scratch area.
         emit: called with each runtime info the step yields, while it runs.
 
-    A user's exception, or an output that cannot be saved, is a ``failed`` result (never
-    raised); ``KeyboardInterrupt`` and an observer's ``StopRun`` raised by ``emit`` propagate.
+    A user's exception, or an output that cannot be saved (no factory, disk full), is a
+    ``failed`` result (never raised); ``KeyboardInterrupt`` and an observer's ``StopRun``
+    raised by ``emit`` propagate.
     """
     if store is None:
         from qflow.store.location import open_store
@@ -258,7 +259,7 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
         meta = {"node": task.node, "run_id": task.run_id, "metrics": metrics, "duration": duration}
         try:
             target.save(key, list(zip(outputs, task.factories, strict=True)), meta)
-        except FactoryError as exc:
+        except QFlowError as exc:  # no factory for the value; disk full or file-size limit
             message = f"its output cannot be saved: {exc.message}"
             return result("failed", message=message, error=message, hint=exc.hint)
     if memory is not None:

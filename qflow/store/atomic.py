@@ -16,6 +16,7 @@ import ctypes.util
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -94,9 +95,25 @@ def sync_tree(root: Path, folders: list[Path]) -> None:
 def publish(tmp: Path, final: Path) -> bool:
     """Rename the finished file or folder ``tmp`` to ``final``; ``False`` if another was first.
 
-    Readers see the whole folder or nothing: a killed process leaves only ``tmp`` behind.
+    Readers see the whole object or nothing: a killed process leaves only ``tmp`` behind.
+    Concurrency contract: when several processes publish the same key, the first one wins and
+    the object under ``final`` never changes afterwards (a reader that opens it twice, for the
+    manifest and then the payload, reads one writer's bytes). A folder cannot be renamed onto
+    a full one; a file is hard-linked, which fails if ``final`` exists, where ``rename`` would
+    silently replace it.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    if tmp.is_file():
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            os.unlink(tmp)  # the same content, committed by someone else
+            return False
+        except OSError:  # a file system without hard links: rename, last writer wins
+            os.replace(tmp, final)
+            return True
+        os.unlink(tmp)
+        return True
     try:
         os.rename(tmp, final)
     except OSError:
@@ -105,3 +122,24 @@ def publish(tmp: Path, final: Path) -> bool:
         shutil.rmtree(tmp, ignore_errors=True)  # the same content, committed by someone else
         return False
     return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
+
+    An OS lock (``flock``): the kernel releases it when the holder dies, so no lock is ever
+    stale. Where ``fcntl`` is missing (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

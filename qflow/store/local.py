@@ -21,6 +21,7 @@ A run's scratch store (``scratch/<run_id>/``) holds values that are not cached.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -97,6 +98,55 @@ def _folder_problem(base: Path, manifest: dict[str, Any], full: bool) -> str | N
     return None
 
 
+def _file_size_limit() -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``), or ``None`` when unlimited."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def write_error(exc: OSError, root: Path) -> StoreError:
+    """A :class:`StoreError` saying why writing to the store at ``root`` failed, with a fix.
+
+    Disk full, quota and file-size limit are named as such; a writer that reports a short
+    write without an ``errno`` (``numpy.save``) is matched against the limit and free space.
+    """
+    fix = "nothing partial was kept, and the next run reuses the steps that finished."
+    detail = f"{type(exc).__name__}: {exc}"
+    limit = _file_size_limit()
+    try:
+        free: int | None = shutil.disk_usage(root).free
+    except OSError:
+        free = None
+    code = exc.errno
+    if code is None:
+        if limit is not None:
+            code = errno.EFBIG
+        elif free is not None and free < 64 * 1024 * 1024:
+            code = errno.ENOSPC
+    if code == errno.EFBIG and limit is not None:
+        return StoreError(f"writing to the store {root} hit the file-size limit (ulimit -f is "
+                          f"{limit} bytes) ({detail})",
+                          hint=f"Raise the limit (`ulimit -f unlimited`) or make the output "
+                               f"smaller; {fix}")
+    if code == errno.EFBIG:
+        return StoreError(f"writing to the store {root} hit the largest file size its file "
+                          f"system allows ({detail})",
+                          hint=f"Point `paths.store` at another file system or make the output "
+                               f"smaller; {fix}")
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        what = "disk quota is exhausted" if code != errno.ENOSPC else "disk is full"
+        left = f", {free // (1024 * 1024)} MiB free" if free is not None else ""
+        return StoreError(f"the {what} on the store {root}{left} ({detail})",
+                          hint="Free some space (or point `paths.store` at a bigger disk) and "
+                               f"run again; {fix}")
+    return StoreError(f"writing to the store {root} failed ({detail})",
+                      hint=f"Check the store's folder and disk; {fix}")
+
+
 def check_run_id(run_id: str) -> str:
     """``run_id`` when it can name a scratch folder (no separators, no leading dot)."""
     if not _RUN_ID.fullmatch(run_id):
@@ -131,10 +181,11 @@ class Store:
         for entry in os.scandir(self._tmp):
             pid, _, rest = entry.name.partition("-")
             if rest.startswith(f"{_HOST}-") and pid.isdigit() and not process_alive(int(pid)):
+                # another process may be cleaning the same leftovers at the same time
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:
-                    os.unlink(entry.path)
+                    Path(entry.path).unlink(missing_ok=True)
 
     def path(self, key: str) -> Path:
         """Where the folder object ``key`` lives (a blob object adds ``.blob``)."""
@@ -155,7 +206,11 @@ class Store:
         return self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-        """Store ``outputs`` (value, declared factory or None) under ``key``, atomically."""
+        """Store ``outputs`` (value, declared factory or None) under ``key``, atomically.
+
+        A failed write (disk full, file-size limit) raises :class:`StoreError` and leaves
+        nothing behind, neither under the key nor in ``tmp/``.
+        """
         manifest, tmp = self.stage(key, outputs, meta)
         self.commit(key, tmp)
         return manifest
@@ -171,6 +226,9 @@ class Store:
                 manifest = self._write_blob(tmp, key, chosen[0], outputs[0][0], meta)
             else:
                 manifest = self._write_folder(tmp, key, chosen, outputs, meta)
+        except OSError as exc:
+            self.discard(tmp)
+            raise write_error(exc, self.root) from exc
         except BaseException:
             self.discard(tmp)
             raise
@@ -186,7 +244,11 @@ class Store:
     def commit(self, key: str, tmp: Path) -> None:
         """Publish the object staged at ``tmp`` (a blob file or a folder) under ``key``."""
         final = self._blob(key) if tmp.is_file() else self.path(key)
-        publish(tmp, final)
+        try:
+            publish(tmp, final)
+        except OSError as exc:
+            self.discard(tmp)
+            raise write_error(exc, self.root) from exc
         self._unsynced.append(final)
         self._verified.add(key)
 

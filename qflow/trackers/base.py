@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -122,6 +123,11 @@ class Tracker(Observer, ABC):
         """The tracker's own id of the run it is recording (parents refer to it)."""
         return getattr(self, "_run_id", None)
 
+    @property
+    def native_experiment_id(self) -> str | None:
+        """The tracker's own id of the experiment the run is in, when it has one."""
+        return None
+
     @abstractmethod
     def list_runs(self, workflow: str | None = None) -> list[RunData]:
         """The runs this tracker holds (of ``workflow``), newest first."""
@@ -192,6 +198,16 @@ class Tracker(Observer, ABC):
         for path in self._artifacts(run):
             self.log_artifact(path)
         self.end_run(STATUS.get(run.status, "FAILED"), run.error)
+        if self.announce:
+            print(self.where(run), file=sys.stderr, flush=True)
+
+    def where(self, run: RunState) -> str:
+        """Where the run went: ``mlflow: experiment 'demo/train' (id 1), run 3f2a...``, the ids
+        ``qflow.api.inspect_run(experiment=..., run_id=...)`` takes."""
+        experiment = repr(self.experiment_name(run))
+        if self.native_experiment_id and self.native_experiment_id != self.experiment_name(run):
+            experiment += f" (id {self.native_experiment_id})"
+        return f"{self.name}: experiment {experiment}, run {self.native_run_id or run.run_id}"
 
     def _artifacts(self, run: RunState) -> list[Path]:
         record = self.record_path(run)

@@ -99,6 +99,10 @@ class FileTracker(Tracker):
                 data.record = json.loads((self.folder / run_id / "record.json").read_text())
             elif kind == "end":
                 data.status, data.end_time = event["status"], event["time"]
+        if experiment_id and data.experiment_id != experiment_id:
+            raise ConfigError(f"The file tracker's run {run_id!r} is in experiment "
+                              f"{data.experiment_id!r}, not {experiment_id!r}.",
+                              hint="Leave the experiment out, or give the run's.")
         return data
 
     def list_runs(self, workflow: str | None = None) -> list[RunData]:

@@ -3,33 +3,99 @@
 Runs go to the experiment ``<project>/<workflow>`` (or the configured ``experiment_name``)
 through ``MlflowClient`` (no global state); metrics are sent with ``log_batch``. MLflow is
 imported only when a run starts or is read.
+
+Besides what every tracker logs, a run gets what MLflow users look for: the workflow's result
+(a metric ``result`` when it is a number), and the outputs of the steps named by the
+``log_artifacts`` setting, loaded from the artifact store. A value MLflow has a flavour for (a
+scikit-learn estimator) becomes a logged model of the run (``models:/<model_id>``); any other
+value is saved with its QFlow factory (``qflow.load`` reads it back).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import json
 import logging
+import numbers
+import os
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from qflow.errors import ConfigError
 from qflow.runtime.events import RunState
+from qflow.store.atomic import file_lock
 from qflow.trackers.base import MetricPoint, RunData, Tracker
+
+# ``module:Class`` of a value -> the MLflow flavour module that logs it as a model. A class is
+# checked only when its module is already imported (the value was loaded), so nothing is
+# imported to ask.
+FLAVOURS = {"sklearn.base:BaseEstimator": "mlflow.sklearn"}
+RESULT_JSON_LIMIT = 1_000_000  # characters: a larger non-numeric result is only a tag
+
+
+def flavour_of(value: Any) -> str | None:
+    """The MLflow flavour module (``mlflow.sklearn``) that knows ``value``'s type, if any."""
+    for target, flavour in FLAVOURS.items():
+        module_name, _, cls_name = target.partition(":")
+        cls = getattr(sys.modules.get(module_name), cls_name, None)
+        if isinstance(cls, type) and isinstance(value, cls):
+            return flavour
+    return None
+
+
+def _save_model(module: Any, value: Any, local: Path, **model: Any) -> None:
+    """``module.save_model`` with the flavour's default requirements (inferring them would
+    load the model in a subprocess) and without MLflow's advice on type hints."""
+    from mlflow.models import Model
+
+    requirements = getattr(module, "get_default_pip_requirements", None)
+    options = {"pip_requirements": requirements()} if requirements else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
+        module.save_model(value, str(local), mlflow_model=Model(**model), **options)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Without MLflow's own download bars (QFlow reads a small record; they only add noise)."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class MlflowTracker(Tracker):
-    """Records runs in MLflow; ``tracking_uri`` empty means the embedded SQLite database."""
+    """Records runs in MLflow; ``tracking_uri`` empty means the embedded SQLite database.
+
+    Args:
+        log_artifacts: step names (node ids such as ``Fit_2`` or ``qflow.name``s, or step
+            classes) whose outputs are logged to the run when it succeeds.
+    """
 
     name = "mlflow"
 
-    def __init__(self, folder: Path | str, *, tracking_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, folder: Path | str, *, tracking_uri: str | None = None,
+                 log_artifacts: list[str] | str | None = None, **kwargs: Any) -> None:
         super().__init__(folder, **kwargs)
         self.embedded = not tracking_uri
         self.tracking_uri = tracking_uri or f"sqlite:///{(self.folder / 'mlflow.db').resolve()}"
+        self.log_artifacts = [log_artifacts] if isinstance(log_artifacts, str) \
+            else list(log_artifacts or [])
         self._client: Any = None
         self._run: str | None = None
+        self._experiment: str | None = None
 
     @property
     def ui_command(self) -> str:
@@ -50,10 +116,21 @@ class MlflowTracker(Tracker):
                     from None
             for name in ("mlflow", "alembic"):
                 logging.getLogger(name).setLevel(logging.WARNING)
-            if self.embedded:
-                self.folder.mkdir(parents=True, exist_ok=True)
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            ready = self.folder / "mlflow.db.ready"
+            if not self.embedded or ready.exists():
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            else:
+                with self._creating():  # the first client creates the database's tables
+                    self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                    ready.touch()
         return self._client
+
+    def _creating(self) -> contextlib.AbstractContextManager[None]:
+        """A lock between processes that create the embedded database or an experiment at once:
+        without it, one migrates the schema while another reads half of it (hydraflow #245)."""
+        if not self.embedded:
+            return contextlib.nullcontext()
+        return file_lock(self.folder / "mlflow.db.lock")
 
     def _experiment_id(self, name: str, create: bool) -> str | None:
         found = self.client.get_experiment_by_name(name)
@@ -62,7 +139,17 @@ class MlflowTracker(Tracker):
         if not create:
             return None
         location = (self.folder / "artifacts").resolve().as_uri() if self.embedded else None
-        return self.client.create_experiment(name, artifact_location=location)
+        with self._creating():
+            found = self.client.get_experiment_by_name(name)  # another process may have won
+            if found is not None:
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # a remote server: created in between by someone else
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return found.experiment_id
 
     def start_run(self, run: RunState, tags: dict[str, str]) -> None:
         experiment = self._experiment_id(self.experiment_name(run), create=True)
@@ -70,11 +157,26 @@ class MlflowTracker(Tracker):
             tags = {**tags, "mlflow.parentRunId": self.parent}
         created = self.client.create_run(experiment, run_name=run.run_id, tags=tags,
                                          start_time=int(run.started * 1000))
-        self._run = created.info.run_id
+        self._run, self._experiment = created.info.run_id, experiment
+        nodes = run.graph.nodes.values() if run.graph is not None else ()  # a study has none
+        steps = {n.id for n in nodes if n.kind == "step"} | \
+            {type(n.obj).__name__ for n in nodes if n.kind == "step"}
+        if not steps:
+            return
+        unknown = [name for name in self.log_artifacts if name not in steps]
+        if unknown:
+            warnings.warn(f"The mlflow tracker's log_artifacts names {', '.join(unknown)}, which "
+                          f"is not a step of {run.workflow} (steps: "
+                          f"{', '.join(sorted(steps)) or 'none'}); nothing is logged for it.",
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def native_run_id(self) -> str | None:
         return self._run
+
+    @property
+    def native_experiment_id(self) -> str | None:
+        return self._experiment
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -98,26 +200,130 @@ class MlflowTracker(Tracker):
     def log_artifact(self, path: Path) -> None:
         self.client.log_artifact(self._run, str(path))
 
+    # -- the result and step outputs -----------------------------------------------------------
+    def run_finished(self, *, run: RunState, **kwargs: Any) -> None:
+        if self._run is not None and run.status == "succeeded":
+            self._log_result(run.result)
+            for node_id in self._logged_nodes(run):
+                try:
+                    self._log_outputs(run, node_id)
+                except Exception as exc:  # one value MLflow cannot take must not lose the run
+                    warnings.warn(f"MLflow: the outputs of {node_id} were not logged: {exc!r}",
+                                  RuntimeWarning, stacklevel=2)
+        super().run_finished(run=run, **kwargs)
+
+    def _log_result(self, result: Any) -> None:
+        if isinstance(result, numbers.Real) and not isinstance(result, bool):
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(self._run, metrics=[Metric("result", float(result), now, 0)])
+        elif flavour_of(result) is not None:
+            self.log_value("result", result)
+        elif result is not None:
+            try:
+                text = json.dumps(result, indent=1)
+            except (TypeError, ValueError):
+                return  # kept as the qflow.result tag
+            if len(text) <= RESULT_JSON_LIMIT:
+                self.client.log_text(self._run, text, "result.json")
+
+    def _logged_nodes(self, run: RunState) -> list[str]:
+        wanted = set(self.log_artifacts)
+        if run.graph is None:
+            return []
+        return [n.id for n in run.graph.nodes.values()
+                if n.kind == "step" and (n.id in wanted or type(n.obj).__name__ in wanted)]
+
+    def _log_outputs(self, run: RunState, node_id: str) -> None:
+        from qflow.store.location import StoreLocation, open_store
+
+        record = run.nodes[node_id]
+        store = open_store(StoreLocation.of(str(run.store)))
+        if record.key is None or not store.has(record.key):
+            warnings.warn(f"MLflow: {node_id} is not in the artifact store (caching is off), "
+                          "so its outputs were not logged.", RuntimeWarning, stacklevel=2)
+            return
+        count = len(store.manifest(record.key)["outputs"])
+        for i in range(count):
+            self.log_value(node_id if count == 1 else f"{node_id}.{i}", store.load(record.key, i))
+
+    def log_value(self, name: str, value: Any) -> None:
+        """Attach ``value`` to the run as ``name``: a model of its MLflow flavour, else its files."""
+        flavour = flavour_of(value)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            if flavour is None:
+                from qflow.artifacts.saved import save
+
+                save(value, local)
+                self.client.log_artifacts(self._run, str(local), artifact_path=name)
+            else:
+                self._log_model(importlib.import_module(flavour), name, value, local)
+
+    def _log_model(self, module: Any, name: str, value: Any, local: Path) -> None:
+        if not hasattr(self.client, "create_logged_model"):  # MLflow 2: a model folder of the run
+            _save_model(module, value, local, artifact_path=name, run_id=self._run)
+            self.client.log_artifacts(self._run, str(local), artifact_path=name)
+            return
+        from mlflow.entities import LoggedModelOutput
+
+        model = self.client.create_logged_model(self._experiment, name=name,
+                                                source_run_id=self._run)
+        try:
+            _save_model(module, value, local, artifact_path=name, run_id=self._run,
+                        model_id=model.model_id)
+            self.client.log_model_artifacts(model.model_id, str(local))
+        except Exception:
+            self.client.finalize_logged_model(model.model_id, "FAILED")
+            raise
+        self.client.finalize_logged_model(model.model_id, "READY")
+        self.client.log_outputs(self._run, [LoggedModelOutput(model.model_id, step=0)])
+
     def end_run(self, status: str, error: str | None) -> None:
         self.client.set_terminated(self._run, status, end_time=int(time.time() * 1000))
         if self.announce:
             print(f"MLflow: {self.ui_command}", file=sys.stderr)
 
     # -- reading ------------------------------------------------------------------------------
-    def _find(self, run_id: str, experiment_id: str | None) -> Any:
-        """An MLflow run by MLflow's id, or by QFlow's run id (its run name)."""
+    def _experiment_of(self, experiment: str) -> Any:
+        """The MLflow experiment named ``experiment``, or whose id it is."""
         from mlflow.exceptions import MlflowException
 
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            try:
+                found = self.client.get_experiment(experiment)
+            except MlflowException:
+                found = None
+        if found is None:
+            known = ", ".join(f"{e.name!r} (id {e.experiment_id})"
+                              for e in self.client.search_experiments()) or "none"
+            raise ConfigError(f"MLflow at {self.tracking_uri} has no experiment {experiment!r}, "
+                              f"by name or id (experiments: {known}).",
+                              hint="Give the experiment's name or id as `qflow run` printed it, "
+                                   "or leave it out to search every experiment.")
+        return found
+
+    def _find(self, run_id: str, experiment_id: str | None) -> Any:
+        """An MLflow run by MLflow's id, or by QFlow's run id (its run name), in the experiment
+        ``experiment_id`` (its id or name) or any."""
+        from mlflow.exceptions import MlflowException
+
+        chosen = self._experiment_of(experiment_id) if experiment_id else None
         try:
-            return self.client.get_run(run_id)
+            found = self.client.get_run(run_id)
+            if chosen is None or found.info.experiment_id == chosen.experiment_id:
+                return found
         except MlflowException:
             pass
-        experiments = [experiment_id] if experiment_id else \
+        experiments = [chosen.experiment_id] if chosen else \
             [e.experiment_id for e in self.client.search_experiments()]
         found = self.client.search_runs(experiments, filter_string=f"tags.`qflow.run_id` = '{run_id}'",
                                         max_results=1)
         if not found:
-            raise ConfigError(f"MLflow at {self.tracking_uri} has no run {run_id!r}.")
+            where = f" in experiment {chosen.name!r} (id {chosen.experiment_id})" if chosen else ""
+            raise ConfigError(f"MLflow at {self.tracking_uri} has no run {run_id!r}{where}.")
         return found[0]
 
     def _data(self, mlrun: Any, with_history: bool) -> RunData:
@@ -136,11 +342,9 @@ class MlflowTracker(Tracker):
     def read_run(self, run_id: str, experiment_id: str | None = None) -> RunData:
         mlrun = self._find(run_id, experiment_id)
         out = self._data(mlrun, with_history=True)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _no_progress_bars():
             try:
                 local = self.client.download_artifacts(mlrun.info.run_id, "record.json", tmp)
-                import json
-
                 out.record = json.loads(Path(local).read_text())
             except Exception:  # a run logged without QFlow's record
                 out.record = None

@@ -21,6 +21,7 @@ from typing import Any
 from qflow.config.schema import Distribution, TuneSettings
 from qflow.errors import ConfigError, StepError
 from qflow.launchers.base import Launcher
+from qflow.runtime.console import summarise
 from qflow.runtime.events import NodeRun, Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
 
@@ -96,13 +97,16 @@ class OptunaTuner:
         url = self.storage_url()
         engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        sampler = optuna.samplers.RandomSampler(seed=0) if settings.sampler == "random" \
-            else optuna.samplers.TPESampler(seed=0)
         pruner = optuna.pruners.NopPruner() if settings.pruner == "none" \
             else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
         study = optuna.create_study(study_name=self.request.study, storage=storage,
-                                    direction=settings.direction, sampler=sampler, pruner=pruner,
+                                    direction=settings.direction, pruner=pruner,
                                     load_if_exists=True)
+        # Seeded by how many trials the study holds: reproducible, yet a resumed study draws
+        # new values (a sampler seeded alike on every resume re-proposes trial 0's values).
+        seed = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.RandomSampler(seed=seed) if settings.sampler == "random" \
+            else optuna.samplers.TPESampler(seed=seed)
         for trial in study.get_trials(deepcopy=False):  # left RUNNING by an interrupted study
             if trial.state == optuna.trial.TrialState.RUNNING:
                 storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -134,9 +138,8 @@ class OptunaTuner:
                 f"The tuning objective {settings.objective!r} of run {run.run_id} is "
                 f"{value!r}, not a number.",
                 hint="Return a number from run(), or set tune.objective to a labelled metric.")
-        counts = run.counts()
         self._say(f"  trial {trial.number}: {settings.objective}={value:.6g} {shown} "
-                  f"(run {run.run_id}: {counts.get('ran', 0)} ran, {counts.get('cached', 0)} cached)")
+                  f"(run {run.run_id}: {summarise(run.counts())})")
         return float(value)
 
     def tune(self, n_trials: int | None = None, n_jobs: int = 1) -> Any:

@@ -110,16 +110,20 @@ def test_project_life_cycle(project):
     qflow("configure", "-c", "tracker=mlflow", "--set", "tracking_uri=sqlite:///x.db", cwd=project)
     assert "- tracker: mlflow" in (project / "configs/project.yaml").read_text()
     assert "sqlite:///x.db" in (project / "configs/tracker/mlflow.yaml").read_text()
-    removed = qflow("teardown", "-c", "tracker=mlflow", cwd=project)  # no --yes: data is kept
+    refused = qflow("teardown", "-c", "tracker=mlflow", cwd=project, ok=False)  # no terminal
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert (project / "configs/tracker/mlflow.yaml").exists()
+    removed = qflow("teardown", "-c", "tracker=mlflow", "--yes", cwd=project)
     assert "default tracker is now file" in removed.stdout
     assert "removed configs/tracker/mlflow.yaml" in removed.stdout
-    assert "Kept .qflow/tracker/mlflow" in removed.stdout
+    assert "Deleted .qflow/tracker/mlflow" in removed.stdout
     assert not (project / "configs/tracker/mlflow.yaml").exists()
     assert "- tracker: file" in (project / "configs/project.yaml").read_text()
-    qflow("teardown", "-c", "tracker=mlflow", "--yes", cwd=project)
     assert not (project / ".qflow/tracker/mlflow").exists()
-    kept = qflow("teardown", "-c", "tracker", cwd=project)  # the current one: file, the fallback
-    assert "file is the fallback tracker" in kept.stdout
+    gone = qflow("teardown", "-c", "tracker=mlflow", cwd=project)
+    assert "Nothing to tear down for tracker mlflow" in gone.stdout
+    kept = qflow("teardown", "-c", "tracker", cwd=project, ok=False)  # file, the fallback
+    assert kept.returncode == 2 and "delete .qflow/tracker/file" in kept.stderr
     assert (project / "configs/tracker/file.yaml").exists() and (project / ".qflow/tracker/file").exists()
 
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
@@ -165,7 +169,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         (["run", "-w", "nope"], "has no workflow 'nope'"),
         (["run", "-w", "example", "parameters.n_sample=3"], "unknown key 'parameters.n_sample'"),
         (["run", "-w", "example", "parameters.seed=abc"], "'seed': input should be a valid integer"),
-        (["run", "-w", "example", "tracker=nope"], "tracker/nope"),
+        (["run", "-w", "example", "tracker=nope"], "unknown tracker 'nope'"),
+        (["new", "-w", "../evil"], "in the project's workflows/ folder"),
         (["configure", "-c", "trackr=file"], "Unknown component 'trackr'"),
         (["configure", "-c", "tracker=nope"], "Unknown tracker 'nope'"),
         (["visualise", "-w", "example", "--format", "gif"], "Unknown format 'gif'"),

@@ -106,7 +106,9 @@ def test_a_failing_cell_names_its_step_and_keeps_what_finished(project, tmp_path
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, path)
     proc = qflow("run", "--notebook", str(path), cwd=project, code=1)
-    assert f"step 'fit' (cell {index})" in proc.stderr and "ZeroDivisionError" in proc.stderr
+    # the cell as the user counts it (papermill's index counts its injected cell), the line
+    where = f"step 'fit' (cell {index + 1} of {len(nb.cells)}, line {len(fit.source.splitlines())})"
+    assert f"{where}: ZeroDivisionError: division by zero" in proc.stderr
     executed = proc.stderr.split("executed notebook: ")[1].split()[0]
     assert Path(executed).exists()
     rerun = qflow("run", "--notebook", str(path), cwd=project, code=1)

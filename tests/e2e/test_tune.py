@@ -158,6 +158,15 @@ def test_an_interrupted_study_resumes_to_the_requested_total(tmp_path):
     assert len([t for t in study(root).trials if t.state.is_finished()]) == 8
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_resumed_study_never_repeats_earlier_values(tmp_path, sampler):
+    root = make_project(tmp_path, sampler=sampler)
+    qflow("tune", "-w", "tuned", "--n-trials", "4", cwd=root)
+    qflow("tune", "-w", "tuned", "--n-trials", "8", cwd=root)
+    alphas = [t.params["alpha"] for t in study(root).trials]
+    assert len(alphas) == 8 and len(set(alphas)) == 8, alphas
+
+
 def test_parallel_trials_lose_nothing(tmp_path):
     import optuna
 

@@ -206,3 +206,49 @@ def test_graph_to_dict():
     assert data["name"] == "Pipeline"
     assert [n["id"] for n in data["nodes"]] == ["data", "Split", "Fit", "Total"]
     assert data["result"] == ["Fit[0]", "Total[0]"]
+
+
+def test_named_nodes_replace_class_names_and_keep_labels():
+    @qflow.workflow
+    class Named:
+        def run(self, a: list = [1], b: list = [2]) -> Generator[qflow.RuntimeInfo, None, Any]:
+            first = qflow.name(Total(), "first").apply(a)
+            second = Total().apply(b)
+            fit = qflow.label_info(qflow.name(Fit(), "fit_b"), train_loss="loss")
+            model = yield from fit.apply(b)
+            return first, second, model
+
+    graph = build(Named())
+    assert list(graph.nodes) == ["a", "b", "first", "Total", "fit_b"]
+    assert graph.nodes["fit_b"].labels == {"train_loss": "loss"}
+    assert [p.node for p in graph.result] == ["first", "Total", "fit_b"]
+
+
+def test_a_duplicate_node_name_names_both_calls():
+    @qflow.workflow
+    class Twice:
+        def run(self, a: list = [1]) -> int:
+            qflow.name(Total(), "total").apply(a)
+            return qflow.name(Total(), "total").apply(a)
+
+    with pytest.raises(GraphBuildError) as info:
+        build(Twice())
+    line = Twice.run.__code__.co_firstlineno
+    assert f"test_build.py:{line + 2}: node name 'total' is already used by the step call " \
+        f"at test_build.py:{line + 1}" in str(info.value)
+
+    @qflow.workflow
+    class Clash:
+        def run(self, a: list = [1]) -> int:
+            return qflow.name(Total(), "a").apply(a)
+
+    with pytest.raises(GraphBuildError, match="already used by the input `a` of run()"):
+        build(Clash())
+
+
+@pytest.mark.parametrize("bad", ["two words", "1st", "a.b", ""])
+def test_an_invalid_node_name_is_refused_where_it_is_given(bad):
+    with pytest.raises(GraphBuildError, match=r"test_build.py:\d+: .* is not a node name"):
+        qflow.name(Total(), bad)
+    with pytest.raises(GraphBuildError, match="takes a step instance"):
+        qflow.name(Total, "total")

@@ -52,3 +52,10 @@ def test_plain_input_changed():
 
 def test_version_salt_changed():
     assert explain(BASE, variant(version="2"), {}) == ["version changed"]
+
+
+def test_an_upstream_step_feeding_two_arguments_is_named_once():
+    inputs = {"train": {"@": "k-split", "i": 0}, "test": {"@": "k-split", "i": 1}}
+    current = variant(inputs={"train": {"@": "k-split-2", "i": 0}, "test": {"@": "k-split-2", "i": 1}})
+    assert explain(variant(inputs=inputs), current, {"k-split-2": "Split"}) == \
+        ["upstream `Split` changed"]

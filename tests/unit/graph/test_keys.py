@@ -219,3 +219,43 @@ def test_libraries_imported_inside_a_function_count_by_version():
 
     found = code_fingerprint(imports_inside)
     assert found["lib:numpy"] == np.__version__ and "lib:pandas" in found
+
+
+LOGGING_STEP = textwrap.dedent('''
+    import logging
+
+    import qflow
+    from qflow.graph.fingerprint import code_fingerprint
+
+
+    @qflow.step
+    class Report:
+        def apply(self, x: int) -> int:
+            logging.getLogger(__name__).info("x=%s", x)
+            return x
+
+    FINGERPRINT = code_fingerprint(Report)
+''')
+
+
+def test_a_step_reading_its_module_name_has_one_key_under_every_entry_point(tmp_path):
+    import runpy
+
+    from qflow.graph.fingerprint import code_fingerprint
+    from qflow.project.workflows import FILE_MODULE_PREFIX
+
+    path = tmp_path / "train" / "workflow.py"
+    path.parent.mkdir()
+    path.write_text(LOGGING_STEP)
+    as_script = runpy.run_path(str(path), run_name="__main__")["FINGERPRINT"]  # python workflow.py
+    name = f"{FILE_MODULE_PREFIX}train_workflow"  # how `qflow run -w train` imports it
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        as_import = code_fingerprint(module.Report)
+    finally:
+        del sys.modules[name]
+    assert "workflow:__name__" in as_script
+    assert as_script == as_import

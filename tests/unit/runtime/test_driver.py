@@ -246,3 +246,24 @@ def test_failed_and_skipped_steps_are_reported(tmp_path):
     with pytest.raises(StepError):
         LocalLauncher(Paths(tmp_path), console=False, observers=[Recorder()]).launch(W())
     assert seen == [("seed", "input"), ("Source", "ran"), ("Boom", "failed"), ("Split", "skipped")]
+
+
+def test_named_nodes_name_the_records_and_tracked_metrics(tmp_path):
+    @qflow.workflow
+    class Twice:
+        def run(self, seed: int = 1) -> Generator[qflow.RuntimeInfo, None, float]:
+            small = qflow.name(Source(n=2), "small").apply(seed)
+            large = Source(n=4).apply(seed)
+            train, test = Split().apply(large)
+            score = yield from qflow.name(Train(), "scorer").apply(small, test)
+            return score
+
+    state = run(Twice(), tmp_path)
+    assert list(state.nodes) == ["seed", "small", "Source", "Split", "scorer"]
+    record = json.loads((tmp_path / ".qflow/runs" / state.run_id / "record.json").read_text())
+    assert set(record["nodes"]) == {"seed", "small", "Source", "Split", "scorer"}
+    tracked = FileTracker(tmp_path / ".qflow/tracker/file").read_run(state.run_id)
+    assert tracked.params["small.n"] == "2" and tracked.params["Source.n"] == "4"
+    assert "scorer.size" in tracked.history and tracked.tags["qflow.step.scorer.status"] == "ran"
+    again = run(Twice(), tmp_path)
+    assert again.nodes["scorer"].status == "cached"

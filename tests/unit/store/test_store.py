@@ -150,3 +150,34 @@ def test_an_artifact_of_an_older_factory_format_is_recomputed_not_fatal(tmp_path
     with pytest.raises(IntegrityError, match="cannot be read any more"):
         Store(tmp_path).load(KEY)
     assert not store.has(KEY)
+
+
+def test_the_first_publisher_of_a_blob_wins_and_it_never_changes(tmp_path):
+    """A second writer of the same key (other bytes: a set pickled under another hash seed)
+    leaves the object alone, so a reader opening it twice reads one writer's bytes."""
+    first, second = Store(tmp_path), Store(tmp_path)
+    first.save(KEY, [(b"first", None)], {"writer": 1})
+    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
+    inode = blob.stat().st_ino
+    second.save(KEY, [(b"other", None)], {"writer": 2})
+    assert blob.stat().st_ino == inode and Store(tmp_path).load(KEY) == b"first"
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("errno_, message", [
+    (27, "hit the largest file size"), (28, "disk is full"), (5, r"failed \(OSError")])
+def test_a_failed_write_is_a_store_error_and_leaves_nothing(tmp_path, monkeypatch, errno_,
+                                                            message):
+    from qflow.artifacts.numpy import NumpyFactory
+
+    def full(self, value, folder):
+        (folder / "part.npy").write_bytes(b"half")
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(NumpyFactory, "save", full)
+    store = Store(tmp_path)
+    with pytest.raises(StoreError, match=message) as info:
+        store.save(KEY, [(np.ones(3), None)], {})
+    assert "the next run reuses the steps that finished" in info.value.hint
+    assert not store.has(KEY) and list((tmp_path / "tmp").iterdir()) == []
+    assert not (tmp_path / "objects").exists() or not list((tmp_path / "objects").rglob("*.*"))

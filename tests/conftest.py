@@ -47,6 +47,20 @@ def run_qflow(*args: str, cwd: Path, code: int | None = 0, env: dict | None = No
     return proc
 
 
+def new_project(base: Path, project: str, workflow: str, source: str) -> Path:
+    """``qflow init -p PROJECT`` in ``base`` with the file tracker, and a workflow ``WORKFLOW``
+    whose workflow.py is ``source`` (empty parameters and inputs); returns the project root."""
+    run_qflow("init", "-p", project, cwd=base)
+    root = base / project
+    run_qflow("configure", "-c", "tracker=file", cwd=root)
+    folder = root / "workflows" / workflow
+    folder.mkdir()
+    (folder / "workflow.py").write_text(source)
+    (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
+                                        "parameters: {}\n")
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from qflow import api
-from tests.conftest import run_qflow
+from tests.conftest import new_project, run_qflow
 
 WORKFLOW = '''
 from pathlib import Path
@@ -66,14 +66,7 @@ def records(project: Path) -> list[dict]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    qflow("init", "-p", "shop", cwd=tmp_path)
-    root = tmp_path / "shop"
-    qflow("configure", "-c", "tracker=file", cwd=root)
-    folder = root / "workflows/model"
-    folder.mkdir()
-    (folder / "workflow.py").write_text(WORKFLOW)
-    (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
-                                        "parameters: {}\n")
+    root = new_project(tmp_path, "shop", "model", WORKFLOW)
     code = "import qflow; qflow.save([1.0, 2.0, 3.0, 4.0], 'data/numbers')"
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
     return root

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, run_qflow
+from tests.conftest import free_port, new_project, run_qflow
 
 WORKFLOW = '''
 import os
@@ -87,16 +87,9 @@ def burn(seconds: float, seed: int) -> int:
 
 
 def make_project(base: Path) -> Path:
-    run_qflow("init", "-p", "lab", cwd=base)
-    root = base / "lab"
-    run_qflow("configure", "-c", "tracker=file", cwd=root)
+    root = new_project(base, "lab", "fan", WORKFLOW)
     run_qflow("configure", "-c", "launcher=dask", "--set", "n_workers=2", cwd=root)
     (root / "src/lab/helpers.py").write_text(HELPERS)
-    folder = root / "workflows/fan"
-    folder.mkdir()
-    (folder / "workflow.py").write_text(WORKFLOW)
-    (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
-                                        "parameters: {}\n")
     return root
 
 

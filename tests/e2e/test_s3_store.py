@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import run_qflow
+from tests.conftest import new_project, run_qflow
 
 WORKFLOW = '''
 from pathlib import Path
@@ -58,15 +58,7 @@ class Remote:
 
 
 def make_project(base: Path) -> Path:
-    run_qflow("init", "-p", "lab", cwd=base)
-    root = base / "lab"
-    run_qflow("configure", "-c", "tracker=file", cwd=root)
-    folder = root / "workflows/remote"
-    folder.mkdir()
-    (folder / "workflow.py").write_text(WORKFLOW)
-    (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
-                                        "parameters: {}\n")
-    return root
+    return new_project(base, "lab", "remote", WORKFLOW)
 
 
 def ran(root: Path) -> list[str]:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from qflow.dsl.decorators import label_info, mixin, name, provider, step, workflow
     from qflow.errors import QFlowError
     from qflow.launchers.local import run
-    from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo
+    from qflow.runtime.info import Metric, Progress, ProgressBar, RuntimeInfo, report
     from qflow.workflows import launch
 
 from qflow.version import __version__
@@ -59,6 +59,7 @@ _EXPORTS = {
     "provider": "qflow.dsl.decorators:provider",
     "providers": "qflow.providers",
     "registry": "qflow.artifacts.registry:default_registry",
+    "report": "qflow.runtime.info:report",
     "run": "qflow.launchers.local:run",
     "save": "qflow.artifacts.saved:save",
     "step": "qflow.dsl.decorators:step",
@@ -83,6 +84,7 @@ __all__ = [
     "provider",
     "providers",
     "registry",
+    "report",
     "run",
     "save",
     "step",

@@ -37,15 +37,36 @@ class Progress(RuntimeInfo):
 
 REPORTER: ContextVar[Callable[[RuntimeInfo], None] | None] = ContextVar("qflow_reporter",
                                                                        default=None)
-"""Where runtime info goes when nothing yields it (a notebook step cell sets this)."""
+"""Where runtime info goes when nothing yields it (a computing step or notebook step cell sets it)."""
+
+
+def report(info: RuntimeInfo) -> None:
+    """Report ``info`` (a ``Metric``, a progress update) where nothing can ``yield`` it.
+
+    In a step's ``apply()`` (a plain function too) or any helper it calls, and in a
+    ``%%qflow_step`` cell, the info goes where yielded info goes: the console, trackers,
+    widgets, a tuner's pruning. Outside a computing step it is dropped, so a helper that
+    reports can also be called on its own::
+
+        def train_epoch(model, data, epoch):
+            ...
+            qflow.report(qflow.Metric(name="loss", value=loss, step=epoch))
+    """
+    if not isinstance(info, RuntimeInfo):
+        raise TypeError(f"qflow.report() takes a Metric or another RuntimeInfo, got "
+                        f"{type(info).__name__}; for a number write "
+                        f"qflow.report(qflow.Metric(name=..., value=...)).")
+    reporter = REPORTER.get()
+    if reporter is not None:
+        reporter(info)
 
 
 @dataclass
 class ProgressBar:
     """A progress bar a step advances: ``yield bar.update(1, message="loss=0.1")``.
 
-    In a ``%%qflow_step`` cell, where there is nothing to yield to, ``bar.update(1)`` alone
-    shows the bar.
+    Where there is nothing to yield to (a plain ``apply()``, a helper, a ``%%qflow_step``
+    cell), ``bar.update(1)`` alone shows the bar: it is reported as with :func:`report`.
     """
 
     name: str
@@ -56,7 +77,5 @@ class ProgressBar:
         """Advance by ``n`` and return the ``Progress`` event to yield."""
         self.done += n
         event = Progress(name=self.name, done=self.done, total=self.total, message=message)
-        report = REPORTER.get()
-        if report is not None:
-            report(event)
+        report(event)
         return event

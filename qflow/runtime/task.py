@@ -27,7 +27,7 @@ from qflow.dsl.decorators import Provider, signature
 from qflow.errors import IntegrityError, QFlowError, user_traceback
 from qflow.graph.graph import map_leaves
 from qflow.graph.keys import digest, value_digest
-from qflow.runtime.info import Metric, RuntimeInfo
+from qflow.runtime.info import REPORTER, Metric, RuntimeInfo
 
 TaskStatus = Literal["ran", "failed", "damaged", "skipped"]
 """``damaged``: an input's stored copy failed its checksum; the driver recomputes it.
@@ -177,18 +177,28 @@ def _call(task: NodeTask, context: Context, emit: Emit, metrics: list[dict[str, 
     bound = sig.bind_partial()
     bound.arguments = {next(iter(sig.parameters)): step,
                        **{k: context.resolve(v) for k, v in task.inputs.items()}}
-    output = fn(*bound.args, **bound.kwargs)
-    if not task.generator:
-        return output
-    while True:
-        try:
-            info = next(output)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(info, RuntimeInfo):
-            if isinstance(info, Metric):
-                metrics.append({"name": info.name, "value": info.value, "step": info.step})
-            emit(info)
+    last: list[Any] = [None]  # reported, then also yielded (``yield bar.update(1)``): once
+
+    def forward(info: RuntimeInfo) -> None:
+        last[0] = info
+        if isinstance(info, Metric):
+            metrics.append({"name": info.name, "value": info.value, "step": info.step})
+        emit(info)
+
+    token = REPORTER.set(forward)  # qflow.report() in apply() or anything it calls
+    try:
+        output = fn(*bound.args, **bound.kwargs)
+        if not task.generator:
+            return output
+        while True:
+            try:
+                info = next(output)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(info, RuntimeInfo) and info is not last[0]:
+                forward(info)
+    finally:
+        REPORTER.reset(token)
 
 
 def _split(task: NodeTask, output: Any) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Generator
 
 import pytest
 
@@ -73,26 +74,61 @@ class Flow:
         return Total(log=self.log, boom=self.boom).apply(head, Noise(log=self.log).apply(tail))
 
 
+def summed(values: list) -> int:
+    """A helper that reports, as code a step calls cannot yield."""
+    qflow.report(qflow.Metric(name="size", value=len(values)))
+    bar = qflow.ProgressBar(name="items", total=len(values))
+    for _ in values:
+        bar.update(1)
+    return sum(values)
+
+
+@qflow.step
+class Summed:
+    def apply(self, values: list) -> int:
+        return summed(values)
+
+
+@qflow.step
+class Yielding:
+    def apply(self, values: list) -> Generator[qflow.RuntimeInfo, None, int]:
+        bar = qflow.ProgressBar(name="half", total=2)
+        yield bar.update(1)  # reported by update() and yielded: forwarded once
+        yield bar.update(1)
+        yield qflow.Metric(name="count", value=len(values))
+        return len(values)
+
+
+@qflow.workflow
+class Reports:
+    def run(self, values: list = [1, 2, 3]) -> Generator[qflow.RuntimeInfo, None, tuple]:
+        total = qflow.label_info(Summed(), size="size").apply(values)
+        count = yield from Yielding().apply(values)
+        return total, count
+
+
 @pytest.fixture(params=["local", "dask"])
 def launch(request: pytest.FixtureRequest, tmp_path: Path):
     """Runs a workflow with the launcher under test; returns (run, steps that ran)."""
     log = tmp_path / "log"
 
-    def launch(**params):
+    def launch(workflow=None, observers=(), **params):
         log.unlink(missing_ok=True)
         if request.param == "local":
             from qflow.launchers.local import LocalLauncher
 
-            launcher = LocalLauncher(Paths(tmp_path), console=False)
+            launcher = LocalLauncher(Paths(tmp_path), console=False, observers=list(observers))
         else:
             from qflow.launchers.dask import DaskLauncher
 
             address = request.getfixturevalue("dask_cluster")
-            launcher = DaskLauncher(Paths(tmp_path), console=False, scheduler_address=address)
+            launcher = DaskLauncher(Paths(tmp_path), console=False, scheduler_address=address,
+                                    observers=list(observers))
         with launcher:
-            run = launcher.launch(Flow(log=str(log), **params))
+            run = launcher.launch(workflow or Flow(log=str(log), **params))
         return run, sorted(log.read_text().split()) if log.exists() else []
 
+    launch.kind = request.param
     return launch
 
 
@@ -143,3 +179,23 @@ def test_steps_after_a_failed_one_are_skipped(launch, tmp_path):
         "Source": "ran", "Split": "failed", "Noise": "skipped", "Total": "skipped"}
     run, ran = launch()
     assert run.result == 51 and ran == ["Noise", "Split", "Total"]
+
+
+def test_info_reported_without_yield_reaches_observers_once(launch):
+    from qflow.runtime.events import Observer
+
+    seen = []
+
+    class Watch(Observer):
+        def node_info(self, *, node, info, **_):
+            seen.append((node.id, type(info).__name__, getattr(info, "done", None)))
+
+    run, _ = launch(Reports(), observers=[Watch()])
+    assert run.result == (6, 3) and run.metrics == {"size": 3}
+    assert run.nodes["Summed"].metrics == [{"name": "size", "value": 3, "step": None}]
+    assert run.nodes["Yielding"].metrics == [{"name": "count", "value": 3, "step": None}]
+    assert ("Summed", "Metric", None) in seen and ("Summed", "Progress", 3) in seen
+    half = [done for node, kind, done in seen if node == "Yielding" and kind == "Progress"]
+    assert half[-1] == 2 and len(half) == len(set(half))  # each update once
+    if launch.kind == "local":
+        assert half == [1, 2]

@@ -228,9 +228,14 @@ class Tracker(Observer, ABC):
         from qflow.graph.dot import render_picture, to_dot
 
         suffix = "svg" if len(run.graph.nodes) <= PICTURE_LIMIT else "dot"  # layout is O(n^2)
-        picture = render_picture(to_dot(run.graph, {n: r.status for n, r in run.nodes.items()}),
-                                 record.parent / f"graph.{suffix}")
-        return [record, picture]
+        from qflow.graph.dot import described_dot
+
+        statuses = {n: r.status for n, r in run.nodes.items()}
+        dot = to_dot(run.graph, statuses) if hasattr(run.graph, "result") \
+            else described_dot(run.graph.to_dict(), statuses)
+        picture = render_picture(dot, record.parent / f"graph.{suffix}")
+        executed = record.parent / "notebook.ipynb"  # a papermill run's executed notebook
+        return [record, picture] + ([executed] if executed.exists() else [])
 
     def record_path(self, run: RunState) -> Path | None:
         """Where the run record of ``run`` was written (``record_dir`` is set by the launcher)."""

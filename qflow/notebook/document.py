@@ -213,7 +213,7 @@ def step_of_cell(nb: Any, index: int) -> str | None:
 def step_graph(nb: Any, name: str) -> dict[str, Any]:
     """The step cells as a graph (the run record's shape): an edge where a cell reads what an
     earlier step cell bound."""
-    from qflow.cells import analyse
+    from qflow.notebook.cells import analyse
 
     producers: dict[str, str] = {}
     nodes = []

@@ -73,7 +73,7 @@ def inspector(view: RunView) -> Any:
     """An ``ipywidgets.Tab`` for ``view``: Parameters, Metrics, Artifacts, Graph."""
     import ipywidgets
 
-    from qflow.graph.dot import COLOURS
+    from qflow.graph.render import COLOURS
 
     duration = f" in {view.duration:.2f} s" if view.duration is not None else ""
     header = ipywidgets.HTML(f"<b>{html.escape(view.run_id)}</b> of "

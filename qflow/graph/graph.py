@@ -129,9 +129,12 @@ class Graph:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able description: nodes with kind, title, upstream ids and incoming edges
-        (``"inputs": [{"from": "Fit", "label": "model: LinearRegression"}]``); the result's
+        """A JSON-able description: nodes with kind, title, upstream ids, incoming edges
+        (``"inputs": [{"from": "Fit", "label": "model: LinearRegression"}]``) and a step's
+        settings (``"settings": {"alpha": 0.5}``, as JSON); the result's
         outputs (``"result"``, as ``Fit[0]``) and the edges into it (``"result_inputs"``)."""
+        from pydantic_core import to_jsonable_python
+
         return {
             "name": self.name,
             "nodes": [
@@ -145,6 +148,8 @@ class Graph:
                     "outputs": len(n.outputs),
                     "labels": n.labels,
                     "location": n.location,
+                    **({"settings": to_jsonable_python(n.obj, fallback=repr)}
+                       if n.kind == "step" else {}),  # a value JSON cannot hold: its repr
                 }
                 for n in self.nodes.values()
             ],

@@ -110,7 +110,7 @@ def _parameters(data: RunData, record: dict[str, Any]) -> tuple[dict[str, Any], 
             parameters[name] = _decoded(text)
     parameters.update(record.get("parameters") or {})
     for nid, node in described.items():
-        if "settings" in node:
+        if node.get("kind") == "step" and "settings" in node:
             settings[nid] = node["settings"]
     order = [nid for nid in described if nid in settings] + sorted(set(settings) - set(described))
     return parameters, {nid: settings[nid] for nid in order}

@@ -131,7 +131,7 @@ class Graph:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description: nodes with kind, title, upstream ids, incoming edges
         (``"inputs": [{"from": "Fit", "label": "model: LinearRegression"}]``) and a step's
-        settings (``"settings": {"alpha": 0.5}``, as JSON); the result's
+        settings (``"settings": {"alpha": 0.5}``, as JSON; ``{}`` for other nodes); the result's
         outputs (``"result"``, as ``Fit[0]``) and the edges into it (``"result_inputs"``)."""
         from pydantic_core import to_jsonable_python
 
@@ -148,8 +148,9 @@ class Graph:
                     "outputs": len(n.outputs),
                     "labels": n.labels,
                     "location": n.location,
-                    **({"settings": to_jsonable_python(n.obj, fallback=repr)}
-                       if n.kind == "step" else {}),  # a value JSON cannot hold: its repr
+                    # a setting JSON cannot hold is kept as its repr
+                    "settings": to_jsonable_python(n.obj, fallback=repr) if n.kind == "step"
+                    else {},
                 }
                 for n in self.nodes.values()
             ],

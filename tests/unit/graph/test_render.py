@@ -66,7 +66,7 @@ def test_to_dict_carries_edge_labels_and_the_result():
     assert score["inputs"] == [{"from": "Fit", "label": "model: Model"},
                                {"from": "data", "label": "data: list"}]
     fit = next(n for n in graph["nodes"] if n["id"] == "Fit")
-    assert fit["settings"] == {"alpha": 0.1} and "settings" not in graph["nodes"][0]
+    assert fit["settings"] == {"alpha": 0.1} and graph["nodes"][0]["settings"] == {}
     assert graph["result_inputs"] == [{"from": "Score", "label": "float"},
                                       {"from": "Score", "label": "[1]: list"}]
 

@@ -1,6 +1,6 @@
 """Live widgets: the graph of a run's steps, and progress bars for ``qflow.ProgressBar``.
 
-Both are run observers. The graph is SVG drawn by Graphviz in an ``ipywidgets.HTML``; every
+Both are run observers. The graph is the SVG of ``qflow.graph.render`` in an ``ipywidgets.HTML``; every
 state change of a node redraws it, and updates reach the browser while a cell runs. Each node
 is an SVG group with the classes ``qflow-node qflow-<state>``.
 """
@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
-import subprocess
 from typing import Any
 
 from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.info import Progress, RuntimeInfo
-
-
-def _svg(graph: dict[str, Any], statuses: dict[str, str]) -> str:
-    from qflow.graph.dot import described_dot
-
-    if shutil.which("dot"):
-        done = subprocess.run(["dot", "-Tsvg"], input=described_dot(graph, statuses), text=True,
-                              capture_output=True)
-        if done.returncode == 0:
-            return done.stdout[done.stdout.find("<svg"):]
-    items = "".join(f"<li class='qflow-node qflow-{html.escape(s)}'>{html.escape(n)}: "
-                    f"{html.escape(s)}</li>" for n, s in statuses.items())
-    return f"<ul>{items}</ul>"
 
 
 def render_graph(run: RunState) -> str:
@@ -36,7 +21,9 @@ def render_graph(run: RunState) -> str:
     head = f"<div class='qflow-graph' data-states='{html.escape(json.dumps(statuses))}'>"
     if not statuses:
         return head + "<i>No %%qflow_step cell has run yet.</i></div>"
-    return head + _svg(run.graph.to_dict(), statuses) + "</div>"
+    from qflow.graph.render import svg
+
+    return head + svg(run.graph.to_dict(), statuses) + "</div>"
 
 
 class GraphView(Observer):

@@ -155,7 +155,7 @@ def test_graph_status_runs_and_inspect(shell, capsys):
     from jupyter_ext.widgets import GraphView, render_graph
 
     drawn = html.unescape(render_graph(session(shell).run))  # Graphviz writes "-" as &#45;
-    assert 'qflow-ran' in drawn and '"two": "ran"' in drawn
+    assert 'class="node qflow-node qflow-ran"' in drawn and 'id="qflow-node-two"' in drawn
     view = GraphView(session(shell).run)
     session(shell).add_view(view)
     run(shell, "v = 5", capsys)

@@ -21,7 +21,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from jupyter_ext.session import NotebookSession
-from jupyter_ext.widgets import GraphView, ProgressBars
+from jupyter_ext.widgets import GraphView, ProgressBars, live_view
+from qflow.runtime.views import add_view, remove_view
 
 _SESSIONS: dict[int, NotebookSession] = {}
 USAGE = ("Usage: %qflow graph | status | rerun-stale | runs [WORKFLOW] | "
@@ -148,8 +149,10 @@ def _view(session: NotebookSession, run_id: str, tracker: str | None) -> Any:
 
 
 def load(ip: Any) -> None:
-    """Register the magics, and show ``RunView`` objects as the inspector."""
+    """Register the magics, show ``RunView`` objects as the inspector, and every run as a
+    live view."""
     ip.register_magics(QFlowMagics)
+    add_view(live_view)
     formatter = ip.display_formatter.ipython_display_formatter
 
     def show(view: Any) -> None:
@@ -169,3 +172,4 @@ def unload(ip: Any) -> None:
     for kind, name in (("cell", "qflow_step"), ("line", "qflow")):
         ip.magics_manager.magics[kind].pop(name, None)
     _SESSIONS.pop(id(ip), None)
+    remove_view(live_view)

@@ -1,9 +1,26 @@
-"""Live widgets: the graph of the notebook's steps, and progress bars for ``qflow.ProgressBar``.
+"""Live views of runs in a notebook: the graph with each node's state, and progress bars.
 
-The graph is SVG drawn by Graphviz in an ``ipywidgets.HTML``; every state change of a step
-redraws it, and updates reach the browser while a cell runs. Each node is an SVG group with
-the classes ``qflow-node qflow-<state>``. Without the ``dot`` program the graph is a list of
-the same nodes.
+API (for the magics and the notebook session):
+
+- :class:`LiveView` — an :class:`~qflow.runtime.events.Observer` that shows one run. On
+  ``run_started`` it displays the whole graph (every node pending) and a box for progress
+  bars; node events recolour the nodes, ``Progress`` infos move ``ipywidgets`` bars, and on
+  ``run_finished`` the output becomes a static picture of the final state (see
+  :mod:`jupyter_ext.display`). ``graph_changed`` (a growing notebook session) redraws the
+  graph. ``show(run)`` displays the view of a run already under way (``%qflow graph``),
+  ``refresh()`` stores the current picture in the output beside the widget, ``freeze()``
+  leaves the picture alone in the output.
+- :func:`live_view` — the factory ``%load_ext qflow`` registers with
+  :func:`qflow.runtime.views.add_view`: a ``LiveView`` for every run started in a kernel.
+- :func:`graph_html` — the graph as HTML (Graphviz SVG in ``<div class="qflow-graph"
+  data-states=...>``); every node is ``<g id="qflow-node-ID" class="node qflow-node
+  qflow-STATUS">``.
+- :class:`Bars` — progress bars as widgets and as HTML, throttled.
+
+Updates are throttled: a view redraws at most ten times a second (less when drawing the graph
+takes long), and a bar's last value is always shown; a deferred update is sent by a timer
+thread (widget updates reach the browser from any thread). Hooks are called on the thread
+that drives the run, also for a run on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -12,54 +29,369 @@ import html
 import json
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jupyter_ext import display
+from qflow.runtime.console import summarise
+from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.info import Progress, RuntimeInfo
 
 if TYPE_CHECKING:
     from jupyter_ext.session import NotebookSession, StepCell
 
-COLOURS = {"pending": "#ffffff", "running": "#fff59d", "cached": "#bbdefb", "done": "#c8e6c9",
-           "failed": "#ffcdd2", "stale": "#ffe0b2"}
+INTERVAL = 0.1
+"""Seconds between two redraws of a view (at most ten a second)."""
 
 
-def session_dot(session: NotebookSession) -> str:
-    """DOT source of the notebook's steps, coloured by state."""
-    lines = ["digraph notebook {", "  rankdir=LR; bgcolor=transparent;",
-             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
-             '  edge [fontname="Helvetica", fontsize=9];']
-    for step in session.steps.values():
-        label = f"{step.name}\\n{step.status}"
-        lines.append(f'  {json.dumps(step.name)} [label="{label}", '
-                     f'fillcolor="{COLOURS.get(step.status, "#ffffff")}", '
-                     f'id="qflow-node-{step.name}", class="qflow-node qflow-{step.status}"];')
-    for step in session.steps.values():
-        by_source: dict[str, list[str]] = {}
-        for name, source in step.upstream.items():
-            by_source.setdefault(source, []).append(name)
-        for source, names in by_source.items():
-            lines.append(f"  {json.dumps(source)} -> {json.dumps(step.name)} "
-                         f"[label={json.dumps(', '.join(sorted(names)))}];")
-    lines.append("}")
-    return "\n".join(lines)
+# -- the graph ------------------------------------------------------------------------------------
+def _svg(graph: Mapping[str, Any], statuses: Mapping[str, str] | None) -> str:
+    """The graph as SVG, by the one graph renderer (``qflow.graph.render``) when present."""
+    try:
+        from qflow.graph.render import svg
+    except ImportError:
+        return _dot_svg(graph, statuses)
+    return svg(dict(graph), statuses)
 
 
-def render_graph(session: NotebookSession) -> str:
-    """HTML of the graph: Graphviz's SVG, or a plain list of nodes without Graphviz."""
-    states = {s.name: s.status for s in session.steps.values()}
-    head = f"<div class='qflow-graph' data-states='{html.escape(json.dumps(states))}'>"
-    if not states:
-        return head + "<i>No %%qflow_step cell has run yet.</i></div>"
-    if shutil.which("dot"):
-        done = subprocess.run(["dot", "-Tsvg"], input=session_dot(session), text=True,
-                              capture_output=True)
-        if done.returncode == 0:
-            svg = done.stdout[done.stdout.find("<svg"):]
-            return head + svg + "</div>"
-    items = "".join(f"<li class='qflow-node qflow-{html.escape(state)}' "
-                    f"style='background:{COLOURS.get(state, '#fff')}'>{html.escape(name)}: "
-                    f"{html.escape(state)}</li>" for name, state in states.items())
-    return head + f"<ul>{items}</ul></div>"
+def _dot_svg(graph: Mapping[str, Any], statuses: Mapping[str, str] | None) -> str:
+    """The graph as SVG with ``dot``, nodes marked as ``qflow.graph.render`` marks them."""
+    import re
+
+    from qflow.graph.dot import described_dot
+
+    if shutil.which("dot") is None:
+        return "".join(f"<div id='qflow-node-{html.escape(n['id'])}' class='node qflow-node "
+                       f"qflow-{html.escape((statuses or {}).get(n['id'], 'none'))}'>"
+                       f"{html.escape(n['id'])}</div>" for n in graph.get("nodes", []))
+    done = subprocess.run(["dot", "-Tsvg"], input=described_dot(dict(graph), dict(statuses or {})),
+                          text=True, capture_output=True)
+    svg = done.stdout[done.stdout.find("<svg"):]
+    return re.sub(r'<g id="node\d+" class="node ([^"]*)">\s*<title>([^<]*)</title>',
+                  lambda m: f'<g id="qflow-node-{m.group(2)}" class="node qflow-node '
+                            f'{m.group(1).replace("&#45;", "-")}"><title>{m.group(2)}</title>',
+                  svg)
+
+
+def graph_html(graph: Mapping[str, Any], statuses: Mapping[str, str] | None = None) -> str:
+    """HTML of a described graph (``Graph.to_dict()``) with each node's status."""
+    states = html.escape(json.dumps(dict(statuses or {})), quote=True)
+    if not graph.get("nodes"):
+        return f"<div class='qflow-graph' data-states='{states}'><i>No steps yet.</i></div>"
+    svg = _svg(graph, statuses)
+    return f"<div class='qflow-graph' data-states='{states}' style='overflow-x:auto'>{svg}</div>"
+
+
+def described(run: RunState) -> dict[str, Any]:
+    """The run's graph as a described dict (a live ``Graph``, or a dict from a run's events)."""
+    graph = run.graph
+    return dict(graph) if isinstance(graph, Mapping) else graph.to_dict()
+
+
+def statuses(run: RunState) -> dict[str, str]:
+    """``{node id: status}`` of the run now."""
+    return {nid: node.status for nid, node in run.nodes.items()}
+
+
+# -- progress bars --------------------------------------------------------------------------------
+class _Bar:
+    """One bar: the newest value, the value last shown and, while live, its widgets."""
+
+    def __init__(self, label: str, live: bool) -> None:
+        self.label = label
+        self.latest: Progress | None = None
+        self.shown: Progress | None = None
+        self.style = ""
+        self.box: Any = None
+        if live:
+            import ipywidgets
+
+            self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                                     layout=ipywidgets.Layout(width="40%"))
+            self.text = ipywidgets.HTML()
+            self.box = ipywidgets.HBox([ipywidgets.HTML(f"<b>{html.escape(label)}</b>"),
+                                        self.progress, self.text])
+            self.box.add_class("qflow-bar")
+
+    def count(self) -> str:
+        info = self.latest
+        if info is None:
+            return ""
+        done = f"{info.done:g}" + (f"/{info.total:g}" if info.total is not None else "")
+        return done + (f"  {info.message}" if info.message else "")
+
+    def send(self) -> None:
+        """Show the newest value in the widgets."""
+        info = self.latest
+        if info is None or self.box is None:
+            return
+        with self.progress.hold_sync():
+            if info.total:
+                self.progress.max = float(info.total)
+                self.progress.value = float(min(info.done, info.total))
+            else:  # an unknown total: a full bar and a count
+                self.progress.value = self.progress.max
+            self.progress.bar_style = self.style or ("" if info.total else "info")
+        self.text.value = html.escape(self.count())
+        self.shown = info
+
+    def html(self) -> str:
+        info = self.latest or Progress(name="", done=0, total=None)
+        total = info.total if info.total else 1
+        done = min(info.done, total) if info.total else total
+        return (f"<div class='qflow-bar' data-state='{self.style or 'running'}'>"
+                f"<b>{html.escape(self.label)}</b> <progress value='{done:g}' max='{total:g}'>"
+                f"</progress> {html.escape(self.count())}</div>")
+
+
+class Bars:
+    """The progress bars of a run: a ``VBox`` of bars while live, and their HTML picture.
+
+    :meth:`update` keeps the newest ``Progress`` of a bar; :meth:`send` shows what changed
+    (the caller throttles); :meth:`finish` marks a node's bars done or failed; after
+    :meth:`close` the bars exist only as HTML.
+    """
+
+    def __init__(self) -> None:
+        import ipywidgets
+
+        self.bars: dict[tuple[str, str], _Bar] = {}
+        self.widget: Any = ipywidgets.VBox([])
+        self.widget.add_class("qflow-bars")
+
+    def update(self, node: str, info: Progress) -> None:
+        """Keep ``info`` as the newest state of bar ``info.name`` of ``node``."""
+        key = (node, info.name)
+        bar = self.bars.get(key)
+        if bar is None:
+            bar = self.bars[key] = _Bar(f"{node}: {info.name}", live=self.widget is not None)
+            if self.widget is not None:
+                self.widget.children = (*self.widget.children, bar.box)
+        bar.latest = info
+
+    def finish(self, node: NodeRun) -> None:
+        """Colour the bars of ``node``, which finished (green when it ran, red when not)."""
+        for (nid, _), bar in self.bars.items():
+            if nid == node.id:
+                bar.style = "success" if node.status == "ran" else "danger"
+                bar.shown = None
+
+    def send(self) -> None:
+        """Show every bar whose newest state is not shown yet."""
+        for bar in list(self.bars.values()):
+            if bar.latest is not bar.shown:
+                bar.send()
+
+    def html(self) -> str:
+        """The bars as HTML ``<progress>`` elements with their counts."""
+        inner = "".join(bar.html() for bar in self.bars.values())
+        return f"<div class='qflow-bars'>{inner}</div>" if inner else ""
+
+    def close(self) -> None:
+        """Close the widgets (the output shows the HTML now)."""
+        if self.widget is not None:
+            _close(self.widget)
+            self.widget = None
+            for bar in self.bars.values():
+                bar.box = None
+
+
+# -- the view of a run ----------------------------------------------------------------------------
+class LiveView(Observer):
+    """Shows one run in the notebook: live widgets, then a static picture (module doc).
+
+    After :meth:`freeze` the view still follows events (a notebook session's later cells):
+    it updates its picture in place by its display id, at most ten times a second and always
+    when a node finishes.
+    """
+
+    def __init__(self) -> None:
+        self.run: RunState | None = None
+        self.handle: Any = None
+        self.widget: Any = None
+        self.graph: Any = None
+        self.bars: Bars | None = None
+        self._described: dict[str, Any] | None = None
+        self._drawn: dict[str, str] | None = None
+        self._drawing = ""
+        self._sent = ""
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
+        self._last = 0.0
+        self._interval = INTERVAL
+
+    @property
+    def live(self) -> bool:
+        """Whether the output shows the widgets (``False`` once frozen)."""
+        return self.widget is not None
+
+    # display ---------------------------------------------------------------------------------
+    def show(self, run: RunState) -> None:
+        """Display the live view of ``run`` in the current cell's output."""
+        import ipywidgets
+
+        with self._lock:
+            self.run = run
+            self._described, self._drawn = None, None
+            self.graph = ipywidgets.HTML(self._graph_html())
+            self.graph.add_class("qflow-graph-widget")
+            self.bars = Bars()
+            self.widget = ipywidgets.VBox([self.graph, self.bars.widget])
+            self.widget.add_class("qflow-live")
+            self._sent = self.html()
+            self.handle = display.show(self.widget, self._sent, self.text())
+
+    def html(self) -> str:
+        """The static picture of the view now: a caption, the graph and the bars."""
+        run = self.run
+        if run is None:
+            return ""
+        caption = (f"<div class='qflow-caption' data-status='{html.escape(run.status)}'>"
+                   f"{html.escape(self.text())}</div>")
+        bars = self.bars.html() if self.bars else ""
+        return f"<div class='qflow-run'>{caption}{self._graph_html()}{bars}</div>"
+
+    def text(self) -> str:
+        """One line for ``text/plain``: the workflow, the run id and how the run stands."""
+        run = self.run
+        if run is None:
+            return ""
+        line = f"{run.workflow}: run {run.run_id} {run.status}"
+        if run.ended is not None:
+            line += f" in {run.duration:.2f} s ({summarise(run.counts())})"
+        return line
+
+    def freeze(self) -> None:
+        """Replace the widgets by the picture of the current state (what a saved notebook
+        keeps: without its kernel, JupyterLab cannot draw a widget)."""
+        with self._lock:
+            self._cancel()
+            if self.widget is None:
+                self._flush()
+                return
+            self._flush()
+            self._sent = self.html()
+            if self.handle is not None:
+                display.refresh(self.handle, None, self._sent, self.text())
+            if self.bars is not None:
+                self.bars.close()
+            _close(self.widget)
+            self.widget = self.graph = None
+
+    # hooks -----------------------------------------------------------------------------------
+    def run_started(self, *, run: RunState, **_: Any) -> None:  # noqa: D102
+        self.show(run)
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        """The run's graph grew (a notebook session): redraw it whole."""
+        with self._lock:
+            self.run = run
+            self._described = None
+        self._changed(final=True)
+
+    def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:  # noqa: D102
+        self._changed(final=True)
+
+    def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo,  # noqa: D102
+                  **_: Any) -> None:
+        if isinstance(info, Progress) and self.bars is not None:
+            with self._lock:
+                self.bars.update(node.id, info)
+            self._changed()
+
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:  # noqa: D102
+        if self.bars is not None:
+            with self._lock:
+                self.bars.finish(node)
+        self._changed(final=True)
+
+    def run_finished(self, *, run: RunState, **_: Any) -> None:  # noqa: D102
+        self.freeze()
+
+    # throttled redraws -----------------------------------------------------------------------
+    def _graph_html(self) -> str:
+        """The graph now, drawn again only when a state or the graph changed."""
+        assert self.run is not None
+        now = statuses(self.run)
+        if self._described is None or now != self._drawn:
+            self._described = self._described or described(self.run)
+            self._drawn, self._drawing = now, graph_html(self._described, now)
+        return self._drawing
+
+    def _changed(self, *, final: bool = False) -> None:
+        """Redraw now, or once an interval has passed since the last redraw.
+
+        While live, a timer sends a deferred redraw. A frozen view updates its output from
+        the thread running the cell only (an output update from another thread could reach
+        no cell), so it skips a redraw that comes too soon unless it is ``final`` (a node
+        started or finished), which keeps the picture true between progress updates.
+        """
+        with self._lock:
+            wait = self._last + self._interval - time.monotonic()
+            if wait <= 0 or (final and not self.live):
+                self._flush()
+            elif self.live and self._timer is None:
+                self._timer = threading.Timer(wait, self._tick)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._flush()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush(self) -> None:
+        """Send what changed since the last redraw: to the widgets, or the whole picture."""
+        if self.run is None:
+            return
+        self._last = start = time.monotonic()
+        if self.graph is not None:
+            if self._described is None or statuses(self.run) != self._drawn:
+                self.graph.value = self._graph_html()
+        elif self.handle is not None:
+            picture = self.html()
+            if picture != self._sent:
+                self._sent = picture
+                display.refresh(self.handle, None, picture, self.text())
+        # a graph that takes long to draw is drawn less often
+        self._interval = max(INTERVAL, 3 * (time.monotonic() - start))
+        if self.bars is not None:
+            self.bars.send()
+
+
+def _close(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close(child)
+    widget.close()
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def live_view() -> LiveView | None:
+    """A :class:`LiveView` for a run started in a Jupyter kernel; ``None`` elsewhere (a
+    terminal IPython keeps the text console)."""
+    return LiveView() if _in_kernel() else None
+
+
+# -- the notebook session's steps (until the session emits run events) ----------------------------
+def _session_graph(session: NotebookSession) -> tuple[dict[str, Any], dict[str, str]]:
+    nodes = [{"id": s.name, "kind": "step", "title": None,
+              "upstream": sorted(set(s.upstream.values()))} for s in session.steps.values()]
+    return {"name": "notebook", "nodes": nodes}, {s.name: s.status for s in session.steps.values()}
 
 
 class GraphView:
@@ -68,13 +400,13 @@ class GraphView:
     def __init__(self, session: NotebookSession) -> None:
         import ipywidgets
 
-        self.widget = ipywidgets.HTML(value=render_graph(session))
+        self.widget = ipywidgets.HTML(value=graph_html(*_session_graph(session)))
         self.widget.add_class("qflow-graph-widget")
         session.listeners.append(self.update)
 
     def update(self, session: NotebookSession) -> None:
         """Redraw from the session's current states."""
-        self.widget.value = render_graph(session)
+        self.widget.value = graph_html(*_session_graph(session))
 
 
 class ProgressBars:

@@ -122,6 +122,7 @@ class Graph:
                     "outputs": len(n.outputs),
                     "labels": n.labels,
                     "location": n.location,
+                    "settings": n.obj.model_dump(mode="json") if n.kind == "step" else {},
                 }
                 for n in self.nodes.values()
             ],

@@ -92,6 +92,7 @@ class Tracker(Observer, ABC):
         self.stream: TextIO | None = None  # where it prints (standard error by default)
         self._buffer: list[MetricPoint] = []
         self._tags: dict[str, str] = {}
+        self._params: dict[str, str] = {}
         self._last_flush = time.monotonic()
 
     # -- primitives ---------------------------------------------------------------------------
@@ -154,13 +155,23 @@ class Tracker(Observer, ABC):
         if self.parent:
             tags["qflow.parent_run"] = self.parent
         self.start_run(run, tags)
+        self._params = {}
+        self._log_new_params(run)
+
+    def _log_new_params(self, run: RunState) -> None:
+        """Log the run's parameters and each step's settings (``Step.field``) not logged yet;
+        a notebook session's steps appear as its cells run (a changed value keeps the first)."""
         params = flatten("", run.parameters, {})
-        for node in run.graph.nodes.values():
-            if node.kind == "step":
-                settings = {k: v for k, v in node.obj.model_dump(mode="json").items()}
-                flatten(node.id, settings, params)
-        if params:
-            self.log_params(params)
+        for node in run.graph.to_dict()["nodes"] if run.graph is not None else ():
+            if node.get("kind") == "step" and node.get("settings"):
+                flatten(node["id"], node["settings"], params)
+        new = {k: v for k, v in params.items() if k not in self._params}
+        if new:
+            self._params.update(new)
+            self.log_params(new)
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        self._log_new_params(run)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
         if node.kind == "input":
@@ -174,7 +185,8 @@ class Tracker(Observer, ABC):
             self._buffer.append(MetricPoint(name, float(m["value"]), int(step), now))
         self._buffer.append(MetricPoint(f"{node.id}.duration_s", node.duration, 0, now))
         self._tags[f"qflow.step.{node.id}.status"] = node.status
-        if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS \
+                or run.kind == "notebook":  # a session may end with its kernel: send each cell
             self.flush()
 
     def flush(self) -> None:

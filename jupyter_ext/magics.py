@@ -6,7 +6,8 @@ cached under its key, and a cell whose key is stored loads them instead of runni
 
 ``%qflow graph`` shows the live graph of the notebook's steps; ``%qflow status`` lists them;
 ``%qflow rerun-stale`` runs the stale ones again; ``%qflow runs`` lists the project's runs;
-``%qflow inspect RUN_ID [--tracker NAME]`` opens the run inspector.
+``%qflow inspect RUN_ID [--tracker NAME]`` opens the run inspector; ``%qflow watch RUN_ID``
+follows a run started elsewhere live (``jupyter_ext.watch``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from qflow.runtime.views import add_view, remove_view
 
 _SESSIONS: dict[int, NotebookSession] = {}
 USAGE = ("Usage: %qflow graph | status | rerun-stale | runs [WORKFLOW] | "
-         "inspect RUN_ID [--tracker NAME]")
+         "inspect RUN_ID [--tracker NAME] | watch RUN_ID")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -65,7 +66,8 @@ class QFlowMagics(Magics):
 
     @line_magic
     def qflow(self, line: str) -> Any:
-        """``%qflow graph | status | rerun-stale | runs [WORKFLOW] | inspect RUN_ID``."""
+        """``%qflow graph | status | rerun-stale | runs [WORKFLOW] | inspect RUN_ID |
+        watch RUN_ID``."""
         words = shlex.split(line)
         if not words:
             raise UsageError(USAGE)
@@ -85,6 +87,13 @@ class QFlowMagics(Magics):
             return None
         if command == "runs":
             return _runs_table(self.session, rest[0] if rest else None)
+        if command == "watch":
+            if len(rest) != 1:
+                raise UsageError("Usage: %qflow watch RUN_ID (`%qflow runs` lists the runs)")
+            from jupyter_ext.watch import watch
+
+            watch(self.session.paths.runs, rest[0])
+            return None
         if command == "inspect":
             if not rest:
                 raise UsageError("Usage: %qflow inspect RUN_ID [--tracker NAME]")

@@ -7,9 +7,11 @@ API (for the magics and the notebook session):
   bars; node events recolour the nodes, ``Progress`` infos move ``ipywidgets`` bars, and on
   ``run_finished`` the output becomes a static picture of the final state (see
   :mod:`jupyter_ext.display`). ``graph_changed`` (a growing notebook session) redraws the
-  graph. ``show(run)`` displays the view of a run already under way (``%qflow graph``),
-  ``refresh()`` stores the current picture in the output beside the widget, ``freeze()``
-  leaves the picture alone in the output.
+  graph. For a run already under way (``%qflow graph`` of a session): ``start(run)`` then
+  ``show()``; ``freeze()`` leaves the picture alone in the output, which the view keeps
+  updating by its display id while events come (also from later cells).
+  ``LiveView(live=False)`` never makes widgets: ``show()`` displays the picture (a finished
+  run replayed from its event log).
 - :func:`live_view` — the factory ``%load_ext qflow`` registers with
   :func:`qflow.runtime.views.add_view`: a ``LiveView`` for every run started in a kernel.
 - :func:`graph_html` — the graph as HTML (Graphviz SVG in ``<div class="qflow-graph"
@@ -154,12 +156,14 @@ class Bars:
     :meth:`close` the bars exist only as HTML.
     """
 
-    def __init__(self) -> None:
-        import ipywidgets
-
+    def __init__(self, *, live: bool = True) -> None:
         self.bars: dict[tuple[str, str], _Bar] = {}
-        self.widget: Any = ipywidgets.VBox([])
-        self.widget.add_class("qflow-bars")
+        self.widget: Any = None
+        if live:
+            import ipywidgets
+
+            self.widget = ipywidgets.VBox([])
+            self.widget.add_class("qflow-bars")
 
     def update(self, node: str, info: Progress) -> None:
         """Keep ``info`` as the newest state of bar ``info.name`` of ``node``."""
@@ -202,12 +206,14 @@ class Bars:
 class LiveView(Observer):
     """Shows one run in the notebook: live widgets, then a static picture (module doc).
 
-    After :meth:`freeze` the view still follows events (a notebook session's later cells):
-    it updates its picture in place by its display id, at most ten times a second and always
-    when a node finishes.
+    ``LiveView(live=False)`` shows no widgets, only the picture, and only once :meth:`show`
+    is called (a finished run replayed from its events). After :meth:`freeze` the view
+    still follows events (a notebook session's later cells): it updates its picture in place
+    by its display id, at most ten times a second and always when a node starts or finishes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, live: bool = True) -> None:
+        self._use_widgets = live
         self.run: RunState | None = None
         self.handle: Any = None
         self.widget: Any = None
@@ -228,18 +234,26 @@ class LiveView(Observer):
         return self.widget is not None
 
     # display ---------------------------------------------------------------------------------
-    def show(self, run: RunState) -> None:
-        """Display the live view of ``run`` in the current cell's output."""
-        import ipywidgets
-
+    def start(self, run: RunState) -> None:
+        """Follow ``run`` from now on (without showing it yet)."""
         with self._lock:
             self.run = run
             self._described, self._drawn = None, None
-            self.graph = ipywidgets.HTML(self._graph_html())
-            self.graph.add_class("qflow-graph-widget")
-            self.bars = Bars()
-            self.widget = ipywidgets.VBox([self.graph, self.bars.widget])
-            self.widget.add_class("qflow-live")
+            self.bars = Bars(live=self._use_widgets)
+
+    def show(self) -> None:
+        """Display the view in the current cell's output: the widgets with their picture,
+        or the picture alone for ``live=False``."""
+        with self._lock:
+            if self.run is None or self.bars is None:
+                raise RuntimeError("LiveView.show() before start(run)")
+            if self._use_widgets:
+                import ipywidgets
+
+                self.graph = ipywidgets.HTML(self._graph_html())
+                self.graph.add_class("qflow-graph-widget")
+                self.widget = ipywidgets.VBox([self.graph, self.bars.widget])
+                self.widget.add_class("qflow-live")
             self._sent = self.html()
             self.handle = display.show(self.widget, self._sent, self.text())
 
@@ -282,7 +296,9 @@ class LiveView(Observer):
 
     # hooks -----------------------------------------------------------------------------------
     def run_started(self, *, run: RunState, **_: Any) -> None:  # noqa: D102
-        self.show(run)
+        self.start(run)
+        if self._use_widgets:
+            self.show()
 
     def graph_changed(self, *, run: RunState, **_: Any) -> None:
         """The run's graph grew (a notebook session): redraw it whole."""

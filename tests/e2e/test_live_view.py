@@ -5,12 +5,16 @@ ordinary output, and the notebook keeps the picture (nbconvert's HTML shows it).
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.conftest import QFLOW, new_project
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WORKFLOW = '''\
@@ -57,12 +61,13 @@ class Recording(NotebookClient):
         return [m["content"] for i, m in self.messages if i == index and m["msg_type"] == kind]
 
 
-def execute(folder: Path, *sources: str) -> tuple[Any, Recording]:
+def execute(folder: Path, *sources: str, errors: bool = False) -> tuple[Any, Recording]:
+    """Run a notebook of ``sources`` in a fresh kernel in ``folder``; return it and the client."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    client = Recording(nb, kernel_name="python3", timeout=60,
+    client = Recording(nb, kernel_name="python3", timeout=60, allow_errors=errors,
                        resources={"metadata": {"path": str(folder)}})
     client.execute()
     return nb, client
@@ -152,12 +157,9 @@ def test_progress_of_a_long_loop_is_throttled_and_ends_at_its_last_value(folder:
 
 def test_a_failed_run_ends_as_a_picture_with_the_failed_step(folder: Path) -> None:
     (folder / "broken.py").write_text(WORKFLOW.replace("return sum(xs)", "return 1 / 0"))
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext qflow"),
-                nbformat.v4.new_code_cell("import qflow\nfrom broken import Example\n"
-                                          "qflow.run(Example())")]
-    NotebookClient(nb, kernel_name="python3", timeout=60, allow_errors=True,
-                   resources={"metadata": {"path": str(folder)}}).execute()
+    nb, _ = execute(folder, "%load_ext qflow",
+                    "import qflow\nfrom broken import Example\nqflow.run(Example())",
+                    errors=True)
     outputs = nb.cells[1].outputs
     picture = next(o for o in outputs if o.output_type == "display_data")
     assert WIDGET_VIEW not in picture.data
@@ -165,3 +167,115 @@ def test_a_failed_run_ends_as_a_picture_with_the_failed_step(folder: Path) -> No
                                                       "Load": "ran", "Total": "failed"}
     assert "failed" in picture.data["text/plain"]
     assert [o.ename for o in outputs if o.output_type == "error"] == ["StepError"]
+
+
+def test_a_run_on_a_dask_cluster_shows_live_in_the_notebook(folder: Path,
+                                                             dask_cluster: str) -> None:
+    """Steps defined in the notebook compute on the workers; their events reach the view."""
+    cell = SLOW + (f"\nfrom qflow.launchers.dask import DaskLauncher\n\n"
+                   f"with DaskLauncher(scheduler_address={dask_cluster!r}) as launcher:\n"
+                   f"    launcher.launch(Slowly(), {{'n': 10}})\n")
+    nb, client = execute(folder, "%load_ext qflow", cell)
+    shown = client.of(1, "display_data")
+    assert len(shown) == 1 and WIDGET_VIEW in shown[0]["data"]
+    progress = [m["data"]["state"]["value"] for m in client.of(1, "comm_msg")
+                if isinstance(m["data"].get("state", {}).get("value"), float)]
+    assert len(progress) > 3 and progress[-1] == 10.0, progress  # the bar moved, then ended
+    picture = next(o for o in nb.cells[1].outputs if o.output_type == "display_data")
+    assert WIDGET_VIEW not in picture.data
+    assert node_classes(picture.data["text/html"]) == {"n": "input", "Slow": "ran",
+                                                      "Double": "ran"}
+
+
+# -- %qflow watch: a run started elsewhere --------------------------------------------------------
+SLOW = '''\
+import time
+
+import qflow
+
+
+@qflow.step
+class Slow:
+    def apply(self, n: int) -> int:
+        bar = qflow.ProgressBar("ticks", total=n)
+        for _ in range(n):
+            time.sleep(0.1)
+            bar.update(1)
+        return n
+
+
+@qflow.step
+class Double:
+    def apply(self, x: int) -> int:
+        return 2 * x
+
+
+@qflow.workflow
+class Slowly:
+    def run(self, n: int = 30) -> int:
+        return Double().apply(Slow().apply(n))
+'''
+
+
+def start_run(root: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """``qflow run -w slow ARGS`` in the background; its process and run id once it started."""
+    runs = root / ".qflow" / "runs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    proc = subprocess.Popen([QFLOW, "run", "-w", "slow", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        new = set(runs.iterdir()) - before if runs.is_dir() else set()
+        if new:
+            return proc, new.pop().name
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return new_project(tmp_path, "watched", "slow", SLOW)
+
+
+def test_watch_follows_a_run_of_another_process_to_its_end(project: Path) -> None:
+    proc, run_id = start_run(project)
+    try:
+        nb, client = execute(project, "%load_ext qflow", f"%qflow watch {run_id}")
+    finally:
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    # shown live while the run went on: the widget, Slow not finished yet
+    shown = client.of(1, "display_data")
+    assert len(shown) == 1 and WIDGET_VIEW in shown[0]["data"], shown
+    assert node_classes(shown[0]["data"]["text/html"])["Slow"] in ("pending", "running")
+    progress = [m for m in client.of(1, "comm_msg")
+                if isinstance(m["data"].get("state", {}).get("value"), float)]
+    assert len(progress) > 3  # the bar moved while the cell ran
+    # and ends as the picture of the final states, the console's lines below it
+    outputs = nb.cells[1].outputs
+    picture = next(o for o in outputs if o.output_type == "display_data")
+    assert WIDGET_VIEW not in picture.data
+    assert node_classes(picture.data["text/html"]) == {"n": "input", "Slow": "ran",
+                                                      "Double": "ran"}
+    assert "<progress value='30' max='30'>" in picture.data["text/html"]
+    stdout = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert f"Run {run_id} succeeded" in stdout and "result: 60" in stdout, stdout
+
+
+def test_watch_a_finished_run_shows_its_picture_at_once_and_an_unknown_run_is_an_error(
+        project: Path) -> None:
+    proc, run_id = start_run(project, "inputs.n=2")
+    assert proc.wait(60) == 0
+    nb, client = execute(project, "%load_ext qflow", f"%qflow watch {run_id}",
+                         "%qflow watch 20200101-000000-000-abcdef", errors=True)
+    assert not client.of(1, "comm_open")  # no widget for a run that has ended
+    outputs = nb.cells[1].outputs
+    assert outputs[0].output_type == "display_data"
+    assert node_classes(outputs[0].data["text/html"]) == {"n": "input", "Slow": "ran",
+                                                         "Double": "ran"}
+    assert f"Run {run_id} succeeded" in "".join(o.text for o in outputs[1:])
+    error = nb.cells[2].outputs[0]  # IPython prints a UsageError, without a traceback
+    assert error.output_type == "stream" and error.name == "stderr"
+    assert error.text.startswith("UsageError: No run '20200101-000000-000-abcdef' in "
+                                 f"{project / '.qflow' / 'runs'}")

@@ -77,9 +77,17 @@ class Notebook:
 
     def run(self, index: int) -> None:
         """Run cell ``index`` and wait until it has finished and the kernel is idle."""
+        self.finish(index, self.start(index))
+
+    def start(self, index: int) -> str:
+        """Start running cell ``index`` (not waiting for it); the name to :meth:`finish` it."""
         self.runs += 1
         run = f"r{self.runs}"
         self.page.evaluate(RUN, [index, run])
+        return run
+
+    def finish(self, index: int, run: str) -> None:
+        """Wait until the cell started as ``run`` has finished and the kernel is idle."""
         self.page.wait_for_function(FINISHED, arg=run, timeout=CELL_TIMEOUT)
         outcome = self.page.evaluate("(run) => window.__qflowRuns[run]", run)
         assert outcome == "ok", (f"cell {index} did not run cleanly ({outcome}); its output:\n"
@@ -185,6 +193,122 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
     assert (root / ".qflow" / "store").is_dir()
 
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-qflow-rerun.png"), full_page=True)
+
+
+# -- the live view of runs, the pictures saved notebooks keep, %qflow watch ----------------------
+LIVE_JS = (  # the status class of node NODE in the output of cell CELL, and where it is drawn
+    "([cell, node]) => { const out = document.querySelectorAll('.jp-NotebookPanel .jp-Cell')[cell]"
+    "  .querySelector('.jp-OutputArea'); const g = out && out.querySelector('#qflow-node-' + node);"
+    "  if (!g) return null;"
+    "  const state = Array.from(g.classList).find((c) => c.startsWith('qflow-') && c !== 'qflow-node');"
+    "  return {state: state && state.slice(6), widget: !!g.closest('.qflow-live'),"
+    "          bars: out.querySelectorAll('.qflow-live .widget-hprogress').length}; }")
+
+
+def _follow(page: Any, cell: int, node: str, run: str, timeout: float = 60) -> list[tuple]:
+    """``(state, drawn in the widget, widget bars)`` of ``node`` in cell ``cell``'s output, each
+    time it changes, until the cell started as ``run`` has finished."""
+    import time
+
+    seen: list[tuple] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = page.evaluate(LIVE_JS, [cell, node])
+        if now and (not seen or seen[-1] != (now["state"], now["widget"], now["bars"] > 0)):
+            seen.append((now["state"], now["widget"], now["bars"] > 0))
+        if page.evaluate(FINISHED, run):
+            now = page.evaluate(LIVE_JS, [cell, node])
+            if now:
+                seen.append((now["state"], now["widget"], now["bars"] > 0))
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"cell {cell} did not finish in {timeout} s; seen {seen}")
+
+
+def _write_notebook(path: Path, sources: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+
+
+def test_a_run_is_live_then_keeps_its_picture_and_watch_follows_another(jupyter_lab,
+                                                                        lab_page) -> None:
+    """``qflow.run(...)`` shows the graph widget with live states (``running`` then ``ran``)
+    and widget bars; ``%qflow watch`` shows a ``qflow run`` of another process progressing;
+    saved, the kernel shut down and reopened, the notebook shows both final graphs and no
+    "model not found" (screenshot ``jupyterlab-reopened.png``)."""
+    from tests.conftest import new_project
+    from tests.e2e.test_live_view import SLOW, start_run
+
+    project = new_project(jupyter_lab["root"], f"live{uuid.uuid4().hex[:6]}", "slow", SLOW)
+    name = f"{project.name}/live.ipynb"
+    _write_notebook(project / "live.ipynb", [
+        "%load_ext qflow",
+        SLOW + "\nqflow.run(Slowly(), inputs={'n': 15})",
+        "# %qflow watch RUN_ID (set by the test)"])
+    page = lab_page
+    url = (f"{jupyter_lab['base']}/lab/workspaces/{{}}/tree/{name}"
+           f"?token={jupyter_lab['token']}")
+    page.goto(url.format(uuid.uuid4().hex[:8]))
+    page.wait_for_function(IDLE, timeout=60_000)
+    nb = Notebook(page)
+    nb.run(0)
+
+    # (1) qflow.run in a cell: the widget with live states, then the picture of the end
+    seen = _follow(page, 1, "Slow", nb.start(1))
+    nb.finish(1, f"r{nb.runs}")
+    assert ("pending", True, False) in seen or seen[0][:2] == ("running", True), seen
+    assert ("running", True, True) in seen, seen  # live in the widget, with a widget bar
+    assert seen[-1] == ("ran", False, False), seen  # at the end: the static picture
+    out = nb.cells.nth(1).locator(".jp-OutputArea")
+    assert out.locator(".qflow-run progress").get_attribute("value") == "15"
+    assert "succeeded in" in (out.text_content() or "")
+
+    # (2) %qflow watch on a `qflow run` in another process, as it progresses
+    proc, run_id = start_run(project, "inputs.n=30")
+    try:
+        page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content"
+                      ".widgets[i].model.sharedModel.setSource(text)",
+                      [2, f"%qflow watch {run_id}"])
+        watched = _follow(page, 2, "Slow", nb.start(2))
+        nb.finish(2, f"r{nb.runs}")
+    finally:
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    assert ("running", True, True) in watched, watched
+    assert watched[-1] == ("ran", False, False), watched
+    assert f"Run {run_id} succeeded" in nb.output_text(2)
+
+    # (3) saved, kernel shut down, reopened: the final pictures, never "model not found"
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty",
+                           timeout=30_000)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    page.wait_for_function(
+        "() => !window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=30_000)
+    saved = json.loads((project / "live.ipynb").read_text())
+    for cell in saved["cells"]:
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
+    page.goto(url.format(uuid.uuid4().hex[:8]))
+    reopened = Notebook(page)
+    for cell in (1, 2):
+        graph = reopened.cells.nth(cell).locator(".qflow-run .qflow-graph svg")
+        graph.wait_for(state="visible", timeout=30_000)
+        box = graph.bounding_box()
+        assert box is not None and box["width"] > 100, box
+        assert {s: _state(c) for s, c in reopened.nodes(cell).items()} == {
+            "n": "input", "Slow": "ran", "Double": "ran"}
+    page.wait_for_timeout(1000)  # a widget renderer would have drawn its error by now
+    body = page.locator(".jp-NotebookPanel:visible").text_content() or ""
+    assert "Error displaying widget" not in body and "model not found" not in body
+    assert "Loading widget" not in body
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-reopened.png"), full_page=True)
 
 
 # -- the documentation site: a tutorial page with its graph ---------------------------------------

@@ -29,61 +29,30 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_ext import display
 from qflow.runtime.console import summarise
 from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.info import Progress, RuntimeInfo
 
-if TYPE_CHECKING:
-    from jupyter_ext.session import NotebookSession, StepCell
-
 INTERVAL = 0.1
 """Seconds between two redraws of a view (at most ten a second)."""
 
 
 # -- the graph ------------------------------------------------------------------------------------
-def _svg(graph: Mapping[str, Any], statuses: Mapping[str, str] | None) -> str:
-    """The graph as SVG, by the one graph renderer (``qflow.graph.render``) when present."""
-    try:
-        from qflow.graph.render import svg
-    except ImportError:
-        return _dot_svg(graph, statuses)
-    return svg(dict(graph), statuses)
-
-
-def _dot_svg(graph: Mapping[str, Any], statuses: Mapping[str, str] | None) -> str:
-    """The graph as SVG with ``dot``, nodes marked as ``qflow.graph.render`` marks them."""
-    import re
-
-    from qflow.graph.dot import described_dot
-
-    if shutil.which("dot") is None:
-        return "".join(f"<div id='qflow-node-{html.escape(n['id'])}' class='node qflow-node "
-                       f"qflow-{html.escape((statuses or {}).get(n['id'], 'none'))}'>"
-                       f"{html.escape(n['id'])}</div>" for n in graph.get("nodes", []))
-    done = subprocess.run(["dot", "-Tsvg"], input=described_dot(dict(graph), dict(statuses or {})),
-                          text=True, capture_output=True)
-    svg = done.stdout[done.stdout.find("<svg"):]
-    return re.sub(r'<g id="node\d+" class="node ([^"]*)">\s*<title>([^<]*)</title>',
-                  lambda m: f'<g id="qflow-node-{m.group(2)}" class="node qflow-node '
-                            f'{m.group(1).replace("&#45;", "-")}"><title>{m.group(2)}</title>',
-                  svg)
-
-
 def graph_html(graph: Mapping[str, Any], statuses: Mapping[str, str] | None = None) -> str:
     """HTML of a described graph (``Graph.to_dict()``) with each node's status."""
     states = html.escape(json.dumps(dict(statuses or {})), quote=True)
     if not graph.get("nodes"):
         return f"<div class='qflow-graph' data-states='{states}'><i>No steps yet.</i></div>"
-    svg = _svg(graph, statuses)
-    return f"<div class='qflow-graph' data-states='{states}' style='overflow-x:auto'>{svg}</div>"
+    from qflow.graph.render import svg
+
+    picture = svg(dict(graph), statuses)
+    return f"<div class='qflow-graph' data-states='{states}' style='overflow-x:auto'>{picture}</div>"
 
 
 def described(run: RunState) -> dict[str, Any]:
@@ -207,13 +176,16 @@ class LiveView(Observer):
     """Shows one run in the notebook: live widgets, then a static picture (module doc).
 
     ``LiveView(live=False)`` shows no widgets, only the picture, and only once :meth:`show`
-    is called (a finished run replayed from its events). After :meth:`freeze` the view
+    is called (a finished run replayed from its events); ``LiveView(graph=False)`` shows
+    the bars alone (a notebook step cell's), ``LiveView(bars=False)`` the graph alone. After :meth:`freeze` the view
     still follows events (a notebook session's later cells): it updates its picture in place
     by its display id, at most ten times a second and always when a node starts or finishes.
     """
 
-    def __init__(self, *, live: bool = True) -> None:
+    def __init__(self, *, live: bool = True, graph: bool = True, bars: bool = True) -> None:
         self._use_widgets = live
+        self._with_graph = graph
+        self._with_bars = bars
         self.run: RunState | None = None
         self.handle: Any = None
         self.widget: Any = None
@@ -250,9 +222,12 @@ class LiveView(Observer):
             if self._use_widgets:
                 import ipywidgets
 
-                self.graph = ipywidgets.HTML(self._graph_html())
-                self.graph.add_class("qflow-graph-widget")
-                self.widget = ipywidgets.VBox([self.graph, self.bars.widget])
+                parts = [self.bars.widget]
+                if self._with_graph:
+                    self.graph = ipywidgets.HTML(self._graph_html())
+                    self.graph.add_class("qflow-graph-widget")
+                    parts.insert(0, self.graph)
+                self.widget = ipywidgets.VBox(parts)
                 self.widget.add_class("qflow-live")
             self._sent = self.html()
             self.handle = display.show(self.widget, self._sent, self.text())
@@ -262,6 +237,8 @@ class LiveView(Observer):
         run = self.run
         if run is None:
             return ""
+        if not self._with_graph:
+            return self.bars.html() if self.bars else ""
         caption = (f"<div class='qflow-caption' data-status='{html.escape(run.status)}'>"
                    f"{html.escape(self.text())}</div>")
         bars = self.bars.html() if self.bars else ""
@@ -272,6 +249,9 @@ class LiveView(Observer):
         run = self.run
         if run is None:
             return ""
+        if not self._with_graph:
+            return "\n".join(f"{bar.label}: {bar.count()}"
+                             for bar in (self.bars.bars.values() if self.bars else ()))
         line = f"{run.workflow}: run {run.run_id} {run.status}"
         if run.ended is not None:
             line += f" in {run.duration:.2f} s ({summarise(run.counts())})"
@@ -312,7 +292,7 @@ class LiveView(Observer):
 
     def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo,  # noqa: D102
                   **_: Any) -> None:
-        if isinstance(info, Progress) and self.bars is not None:
+        if isinstance(info, Progress) and self.bars is not None and self._with_bars:
             with self._lock:
                 self.bars.update(node.id, info)
             self._changed()
@@ -356,7 +336,8 @@ class LiveView(Observer):
     def _tick(self) -> None:
         with self._lock:
             self._timer = None
-            self._flush()
+            if self.live:  # not frozen meanwhile: only widgets are updated from this thread
+                self._flush()
 
     def _cancel(self) -> None:
         if self._timer is not None:
@@ -368,8 +349,9 @@ class LiveView(Observer):
         if self.run is None:
             return
         self._last = start = time.monotonic()
-        if self.graph is not None:
-            if self._described is None or statuses(self.run) != self._drawn:
+        if self.live:
+            if self.graph is not None and (self._described is None
+                                           or statuses(self.run) != self._drawn):
                 self.graph.value = self._graph_html()
         elif self.handle is not None:
             picture = self.html()
@@ -403,47 +385,29 @@ def live_view() -> LiveView | None:
     return LiveView() if _in_kernel() else None
 
 
-# -- the notebook session's steps (until the session emits run events) ----------------------------
-def _session_graph(session: NotebookSession) -> tuple[dict[str, Any], dict[str, str]]:
-    nodes = [{"id": s.name, "kind": "step", "title": None,
-              "upstream": sorted(set(s.upstream.values()))} for s in session.steps.values()]
-    return {"name": "notebook", "nodes": nodes}, {s.name: s.status for s in session.steps.values()}
-
-
-class GraphView:
-    """An ``ipywidgets.HTML`` that redraws whenever a step of the session changes state."""
-
-    def __init__(self, session: NotebookSession) -> None:
-        import ipywidgets
-
-        self.widget = ipywidgets.HTML(value=graph_html(*_session_graph(session)))
-        self.widget.add_class("qflow-graph-widget")
-        session.listeners.append(self.update)
-
-    def update(self, session: NotebookSession) -> None:
-        """Redraw from the session's current states."""
-        self.widget.value = graph_html(*_session_graph(session))
-
-
-class ProgressBars:
-    """``qflow.ProgressBar`` updates in a step cell shown as ``tqdm.auto`` bars."""
+# -- a notebook session's step cells -------------------------------------------------------------
+class ProgressBars(Observer):
+    """The bars of a notebook session's step cells: each step's bars in the output of the
+    cell running it, live, then a picture of their last values once the step finishes."""
 
     def __init__(self) -> None:
-        self.bars: dict[tuple[str, str], Any] = {}
+        self.views: dict[str, LiveView] = {}
 
-    def __call__(self, step: StepCell, info: RuntimeInfo) -> None:
+    def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo,  # noqa: D102
+                  **_: Any) -> None:
         if not isinstance(info, Progress):
             return
-        from tqdm.auto import tqdm
+        view = self.views.get(node.id)
+        if view is None:
+            view = self.views[node.id] = LiveView(graph=False)
+            view.start(run)
+            view.node_info(run=run, node=node, info=info)
+            view.show()  # with the first bar in its picture
+            return
+        view.node_info(run=run, node=node, info=info)
 
-        key = (step.name, info.name)
-        bar = self.bars.get(key)
-        if bar is None:
-            bar = self.bars[key] = tqdm(total=info.total, desc=f"{step.name}: {info.name}")
-        bar.n = info.done
-        if info.message:
-            bar.set_postfix_str(info.message, refresh=False)
-        bar.refresh()
-        if info.total is not None and info.done >= info.total:
-            bar.close()
-            del self.bars[key]
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:  # noqa: D102
+        view = self.views.pop(node.id, None)
+        if view is not None:
+            view.node_finished(run=run, node=node)
+            view.freeze()

@@ -24,7 +24,6 @@ from qflow.runtime.events import NodeRun, Observer, RunState
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
 BATCH = 1000  # metrics buffered before a flush
 FLUSH_SECONDS = 5.0
-PICTURE_LIMIT = 200  # nodes: larger graphs are attached as DOT, not laid out as SVG
 
 
 @dataclass(frozen=True)
@@ -224,14 +223,14 @@ class Tracker(Observer, ABC):
 
     def _artifacts(self, run: RunState) -> list[Path]:
         record = self.record_path(run)
-        if record is None or not record.exists():
+        if record is None or run.graph is None or not record.exists():
             return []
-        from qflow.graph.dot import render_picture, to_dot
+        from qflow.graph.render import render_picture
 
-        suffix = "svg" if len(run.graph.nodes) <= PICTURE_LIMIT else "dot"  # layout is O(n^2)
-        picture = render_picture(to_dot(run.graph, {n: r.status for n, r in run.nodes.items()}),
-                                 record.parent / f"graph.{suffix}")
-        return [record, picture]
+        picture = render_picture(run.graph.to_dict(), {n: r.status for n, r in run.nodes.items()},
+                                 record.parent / "graph.svg")  # DOT over PICTURE_LIMIT nodes
+        executed = record.parent / "notebook.ipynb"  # a papermill run's executed notebook
+        return [record, picture] + ([executed] if executed.exists() else [])
 
     def record_path(self, run: RunState) -> Path | None:
         """Where the run record of ``run`` was written (``record_dir`` is set by the launcher)."""

@@ -1,13 +1,17 @@
 """The example notebook in a real JupyterLab (headless Chromium driven by Playwright).
 
 Runs ``notebooks/digits.ipynb`` cell by cell, as a user would, and checks what the browser
-shows: the live graph widget of ``%qflow graph`` with a node per step and its state, and the
-``tqdm`` progress bar of the ``fit`` step at 100%. Re-running the ``fit`` cell then loads it
-from the cache, and the graph already on screen turns its node to ``cached``.
+shows: the graph of ``%qflow graph`` with a node per step and its state, and the progress bar
+of the ``fit`` step (a widget while the step runs, then a picture at 15/15). Re-running the
+``fit`` cell then loads it from the cache, and the graph already on screen turns its node to
+``cached``. A second test runs a workflow with ``qflow.run(...)`` in a cell (the live view),
+follows a ``qflow run`` of another process with ``%qflow watch``, and reopens the saved
+notebook after shutting its kernel down.
 
 Screenshots land in ``test-artifacts/`` at the repository root: ``jupyterlab-qflow.png`` after
-the first run, ``jupyterlab-qflow-rerun.png`` after the re-run of ``fit``, and
-``jupyterlab-failure.png`` when the test fails.
+the first run, ``jupyterlab-qflow-rerun.png`` after the re-run of ``fit``,
+``jupyterlab-reopened.png`` for the reopened notebook, and ``jupyterlab-failure.png`` when a
+test fails.
 """
 
 from __future__ import annotations
@@ -142,35 +146,34 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
     page.wait_for_function(IDLE, timeout=60_000)
     nb = Notebook(page)
 
-    for i in order:
+    for i in order:  # (fit takes half a second: too short to catch its bar as a widget)
         nb.run(i)
 
-    # (1) the live graph: an SVG node per step, all done on a first run
+    # (1) the graph: an SVG node per step, all ran on a first run
     graph_cell = index["graph"]
     nb.cells.nth(graph_cell).locator(".qflow-graph svg g.qflow-node").first.wait_for(
         timeout=30_000)
     nodes = nb.nodes(graph_cell)
     assert sorted(nodes) == sorted(STEPS), nodes
-    assert {s: _state(c) for s, c in nodes.items()} == dict.fromkeys(STEPS, "done"), nodes
+    assert {s: _state(c) for s, c in nodes.items()} == dict.fromkeys(STEPS, "ran"), nodes
     assert all("node" in c.split() for c in nodes.values()), nodes  # Graphviz's own class
-    assert nb.states(graph_cell) == dict.fromkeys(STEPS, "done")
+    assert nb.states(graph_cell) == dict.fromkeys(STEPS, "ran")
     for step in STEPS:  # each node is labelled with its step and state
         text = nb.cells.nth(graph_cell).locator(f"#qflow-node-{step}").text_content() or ""
-        assert step in text and "done" in text, (step, text)
+        assert step in text and "ran" in text, (step, text)
+    # a picture, not a widget: a saved notebook shows it as it last was
+    assert nb.cells.nth(graph_cell).locator(".jupyter-widgets").count() == 0
 
-    # (2) the fit step's progress bar (tqdm.auto: an ipywidgets progress bar) reached 100%
+    # (2) the fit step's progress bar: once the step finished, a picture of its last value
     fit = nb.cells.nth(index["fit"])
-    bar = fit.locator(".jp-OutputArea .widget-hprogress")
+    assert fit.locator(".jp-OutputArea .jupyter-widgets").count() == 0
+    bar = fit.locator(".jp-OutputArea .qflow-bars .qflow-bar")
     assert bar.count() == 1, fit.locator(".jp-OutputArea").inner_html()
-    fill = bar.locator(".progress-bar")
-    width = fill.evaluate("(e) => e.style.width")  # ipywidgets: value / max as a width
-    assert width == "100%", (width, bar.inner_html())
-    # tqdm closes a finished bar with bar_style "success"; unfinished would be "danger"
-    assert "progress-bar-success" in (fill.get_attribute("class") or "").split()
-    row = bar.locator("xpath=..").text_content() or ""  # tqdm: an HBox of text, bar, text
-    row = " ".join(row.split())  # tqdm pads with figure spaces (U+2007)
-    # "15.0/15": qflow.ProgressBar counts in floats (see the report); "15/15" is as good
-    assert "fit: epoch: 100%" in row and re.search(r"\b15(\.0)?/15\b", row), row
+    progress = bar.locator("progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == "15"
+    assert bar.get_attribute("data-state") == "success"
+    row = " ".join((bar.text_content() or "").split())
+    assert row == "fit: epoch 15/15", row
     assert "trained for 15 epochs" in nb.output_text(index["fit"])
 
     # the whole notebook fits the tall viewport: graph (all done) and the full progress bar
@@ -185,7 +188,7 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
         "  .querySelector('#qflow-node-fit'); return !!g && g.classList.contains('qflow-cached'); }",
         arg=graph_cell, timeout=30_000)
     nodes = nb.nodes(graph_cell)
-    expected = {**dict.fromkeys(STEPS, "done"), "fit": "cached"}
+    expected = {**dict.fromkeys(STEPS, "ran"), "fit": "cached"}
     assert {s: _state(c) for s, c in nodes.items()} == expected, nodes
     assert nb.states(graph_cell) == expected
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import QFLOW, new_project
+from tests.conftest import QFLOW, REPO, new_project
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WORKFLOW = '''\
@@ -185,6 +185,37 @@ def test_a_run_on_a_dask_cluster_shows_live_in_the_notebook(folder: Path,
     assert WIDGET_VIEW not in picture.data
     assert node_classes(picture.data["text/html"]) == {"n": "input", "Slow": "ran",
                                                       "Double": "ran"}
+
+
+def test_a_notebook_session_keeps_its_graph_and_bars_as_pictures(tmp_path: Path) -> None:
+    """The example notebook: ``%qflow graph`` is a picture redrawn in place as the step cells
+    run (nbclient applies the display updates to the graph cell, as JupyterLab does); the fit
+    cell's bar is a widget while it runs, then a picture at 15/15. No output of the executed
+    notebook holds a widget view."""
+    nb = nbformat.read(REPO / "notebooks" / "digits.ipynb", as_version=4)
+    client = Recording(nb, kernel_name="python3", timeout=120,
+                       resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    sources = [c.source for c in nb.cells]
+    graph = next(i for i, src in enumerate(sources) if src.startswith("%qflow graph"))
+    fit = next(i for i, src in enumerate(sources) if src.startswith("%%qflow_step fit"))
+    steps = ["load", "split", "scale", "fit", "evaluate"]
+
+    [picture] = [o for o in nb.cells[graph].outputs if o.output_type == "display_data"]
+    assert node_classes(picture.data["text/html"]) == dict.fromkeys(steps, "ran")
+    bars = [m["data"] for m in client.of(fit, "display_data") if WIDGET_VIEW in m["data"]]
+    assert len(bars) == 1 and "fit: epoch" in bars[0]["text/html"]  # live, with its picture
+    shown = [o for o in nb.cells[fit].outputs if "qflow-bars" in o.get("data", {}).get(
+        "text/html", "")]
+    assert len(shown) == 1 and "<progress value='15' max='15'>" in shown[0].data["text/html"]
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert WIDGET_VIEW not in output.get("data", {}), (cell.source[:40], output)
+
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter().from_notebook_node(nb)
+    assert node_classes(page) == dict.fromkeys(steps, "ran")
 
 
 # -- %qflow watch: a run started elsewhere --------------------------------------------------------

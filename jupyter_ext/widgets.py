@@ -7,17 +7,20 @@ API (for the magics and the notebook session):
   bars; node events recolour the nodes, ``Progress`` infos move ``ipywidgets`` bars, and on
   ``run_finished`` the output becomes a static picture of the final state (see
   :mod:`jupyter_ext.display`). ``graph_changed`` (a growing notebook session) redraws the
-  graph. For a run already under way (``%qflow graph`` of a session): ``start(run)`` then
-  ``show()``; ``freeze()`` leaves the picture alone in the output, which the view keeps
-  updating by its display id while events come (also from later cells).
+  graph. For a run already under way: ``start(run)`` then ``show()``. ``freeze()`` leaves
+  the picture alone in the output, which the view keeps updating by its display id while
+  events come (also from later cells).
   ``LiveView(live=False)`` never makes widgets: ``show()`` displays the picture (a finished
   run replayed from its event log).
 - :func:`live_view` — the factory ``%load_ext qflow`` registers with
   :func:`qflow.runtime.views.add_view`: a ``LiveView`` for every run started in a kernel.
+- :class:`ProgressBars` — a notebook session's observer: each step cell's bars in that
+  cell's output (a ``LiveView(graph=False)`` per running step, frozen when it finishes).
+  ``%qflow graph`` is a ``LiveView(live=False, bars=False)`` of the session's run.
 - :func:`graph_html` — the graph as HTML (Graphviz SVG in ``<div class="qflow-graph"
   data-states=...>``); every node is ``<g id="qflow-node-ID" class="node qflow-node
   qflow-STATUS">``.
-- :class:`Bars` — progress bars as widgets and as HTML, throttled.
+- :class:`Bars` — progress bars as widgets and as HTML (the view throttles them).
 
 Updates are throttled: a view redraws at most ten times a second (less when drawing the graph
 takes long), and a bar's last value is always shown; a deferred update is sent by a timer
@@ -56,9 +59,8 @@ def graph_html(graph: Mapping[str, Any], statuses: Mapping[str, str] | None = No
 
 
 def described(run: RunState) -> dict[str, Any]:
-    """The run's graph as a described dict (a live ``Graph``, or a dict from a run's events)."""
-    graph = run.graph
-    return dict(graph) if isinstance(graph, Mapping) else graph.to_dict()
+    """The run's graph as a described dict (of a built ``Graph`` or a ``DescribedGraph``)."""
+    return run.graph.to_dict()
 
 
 def statuses(run: RunState) -> dict[str, str]:

@@ -337,7 +337,7 @@ def _docs_site_or_skip(out: Path) -> Path:
 
 def test_tutorial_page_shows_the_graph_picture(browser: Any, tmp_path: Path) -> None:
     """The built site's first tutorial, served over HTTP in headless Chromium, shows the graph
-    of the notebook's steps as a picture (the widget made static by docs_hooks/tutorials.py),
+    of the notebook's steps as a picture (what `%qflow graph` leaves in the executed notebook),
     and no widget placeholder."""
     import functools
     import http.server
@@ -369,7 +369,7 @@ def test_tutorial_page_shows_the_graph_picture(browser: Any, tmp_path: Path) -> 
         assert nodes.count() == 3
         labels = " ".join(" ".join((nodes.nth(i).text_content() or "").split())
                           for i in range(3))
-        for expected in ("load cached", "fit done", "evaluate done"):
+        for expected in ("load [cached]", "fit [ran]", "evaluate [ran]"):
             assert expected in labels, labels
         body = page.locator("body").text_content() or ""
         assert "Error displaying widget" not in body and "model not found" not in body

@@ -18,7 +18,13 @@ def _seconds(s: float) -> str:
 
 
 class Console(Observer):
-    """Prints a run's progress to a terminal (or any text stream)."""
+    """Prints a run's progress to a terminal (or any text stream).
+
+    Args:
+        stream: where the lines go; standard error by default, so a program's own output
+            stays clean (a notebook's live view passes standard output instead).
+        bars: show ``Progress`` as tqdm bars; off where something else shows them.
+    """
 
     def __init__(self, stream: TextIO | None = None, *, bars: bool = True) -> None:
         self.stream = stream or sys.stderr

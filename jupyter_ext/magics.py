@@ -12,20 +12,28 @@ cached under its key, and a cell whose key is stored loads them instead of runni
 from __future__ import annotations
 
 import html
+import os
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from jupyter_ext.session import NotebookSession
+from jupyter_ext.cells import CellRunner, StepCellFailed, notebook_path, replay, show_step_error
 from jupyter_ext.widgets import GraphView, ProgressBars
+from qflow.errors import QFlowError
+from qflow.notebook.session import Session, project_observers, session_config
+from qflow.runtime.events import Observer, RunState
 
-_SESSIONS: dict[int, NotebookSession] = {}
+_SESSIONS: dict[int, Session] = {}
 USAGE = ("Usage: %qflow graph | status | rerun-stale | runs [WORKFLOW] | "
          "inspect RUN_ID [--tracker NAME]")
+STEP_USAGE = ("Usage: %%qflow_step NAME [--inputs a,b] [--outputs c,d] [--no-cache]\n"
+              "NAME names the step (a Python identifier); the cell's inputs and outputs are found "
+              "from its code, --inputs/--outputs set them instead, --no-cache always runs it.")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -38,29 +46,114 @@ def _names(value: str | None) -> list[str] | None:
     return names
 
 
-@magics_class
-class QFlowMagics(Magics):
-    """QFlow's magics; one :class:`NotebookSession` per shell."""
+def session_of(shell: Any) -> Session:
+    """The notebook session of ``shell`` (made on first use, with the project's settings)."""
+    session = _SESSIONS.get(id(shell))
+    if session is None:
+        try:
+            config = session_config(os.environ.get("QFLOW_ROOT") or None)
+        except QFlowError as exc:
+            raise UsageError(exc.message + (f" {exc.hint}" if exc.hint else "")) from None
+        name = os.environ.get("QFLOW_WORKFLOW") or \
+            Path(os.environ.get("JPY_SESSION_NAME") or "notebook").stem or "notebook"
+        session = Session(shell.user_ns, config.paths,
+                          observers=lambda s: project_observers(s, config),
+                          hidden=set(getattr(shell, "user_ns_hidden", {})),
+                          run_id=os.environ.get("QFLOW_RUN_ID"), workflow=name,
+                          headless=bool(os.environ.get("QFLOW_EVENTS")))
+        session.add_view(ProgressBars())
+        session.add_view(Banners(shell))
+        _SESSIONS[id(shell)] = session
+    return session
+
+
+class Banners(Observer):
+    """Each step cell's status line (``[qflow] fit: ran in 1.2 s``), kept up to date: when an
+    upstream cell changes, the line of a cell whose output is now out of date says so."""
 
     def __init__(self, shell: Any) -> None:
-        super().__init__(shell)
-        self.session = _SESSIONS.setdefault(id(shell), NotebookSession(shell))
-        if not self.session.reporters:
-            self.session.reporters.append(ProgressBars())
+        self.shell = shell
+        self.handles: dict[str, Any] = {}
+        self.shown: dict[str, str] = {}
+
+    def show(self, name: str, text: str) -> None:
+        """Show ``text`` as the status line of step ``name`` (in the running cell)."""
+        from IPython.display import display
+
+        self.shown[name] = "current"
+        self.handles[name] = display(_banner(text), display_id=True)
+
+    def note(self, name: str, text: str) -> None:
+        """Replace the status line of step ``name`` where it was shown."""
+        handle = self.handles.get(name)
+        if handle is not None:
+            handle.update(_banner(text))
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        for name, node in run.nodes.items():
+            if node.status == "stale" and self.shown.get(name) == "current":
+                self.shown[name] = "stale"
+                self.note(name, f"{name}: out of date — a step it reads changed since this ran. "
+                                 "Run this cell again, or %qflow rerun-stale.")
+
+
+class _Banner:
+    def __init__(self, text: str) -> None:
+        self.text = f"[qflow] {text}"
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<pre class='qflow-banner'>{html.escape(self.text)}</pre>"
+
+
+def _banner(text: str) -> _Banner:
+    return _Banner(text)
+
+
+@magics_class
+class QFlowMagics(Magics):
+    """QFlow's magics; one :class:`Session` per shell."""
+
+    @property
+    def session(self) -> Session:
+        """This shell's notebook session."""
+        return session_of(self.shell)
 
     @magic_arguments()
-    @argument("name", help="The step's name (a Python identifier).")
+    @argument("name", nargs="?", help="The step's name (a Python identifier).")
     @argument("--inputs", default=None, help="Comma-separated input names (instead of inferred).")
     @argument("--outputs", default=None, help="Comma-separated output names (instead of inferred).")
     @argument("--no-cache", action="store_true", help="Always run the cell; store nothing.")
     @cell_magic
     def qflow_step(self, line: str, cell: str) -> Any:
-        """Run the cell as a QFlow step: cached by its code and inputs."""
+        """Run the cell as a QFlow step: cached by its code, inputs and the files it reads."""
         args = parse_argstring(self.qflow_step, line)
+        if not args.name:
+            print(STEP_USAGE)
+            return None
         if not args.name.isidentifier():
-            raise UsageError(f"Invalid step name {args.name!r}: use a Python identifier.")
-        return self.session.run(args.name, cell, inputs=_names(args.inputs),
-                                outputs=_names(args.outputs), cache=not args.no_cache)
+            raise UsageError(f"Invalid step name {args.name!r}: use a Python identifier.\n"
+                             + STEP_USAGE)
+        return self.run_step(args.name, cell, inputs=_names(args.inputs),
+                             outputs=_names(args.outputs), cache=not args.no_cache)
+
+    def run_step(self, name: str, cell: str, **options: Any) -> Any:
+        """Run the step cell ``name`` and show its status line (and its replayed output)."""
+        session, shell = self.session, self.shell
+        banners = next(v for v in session.views if isinstance(v, Banners))
+        label = f"In [{shell.execution_count}]"
+        runner = CellRunner(shell, cell, missing=lambda n: session.missing_name(n, notebook_path()))
+        try:
+            outcome = session.step(name, shell.transform_cell(cell), runner, source=cell,
+                                   cell=label, cell_id=_cell_id(shell), **options)
+        except QFlowError as exc:
+            raise UsageError(exc.message + (f" {exc.hint}" if exc.hint else "")) from None
+        banners.show(name, outcome.message)
+        if outcome.replay:
+            replay(shell, outcome.replay)
+        return outcome.value
 
     @line_magic
     def qflow(self, line: str) -> Any:
@@ -72,16 +165,16 @@ class QFlowMagics(Magics):
         if command == "graph":
             from IPython.display import display
 
-            display(GraphView(self.session).widget)
+            view = GraphView(self.session.run)
+            self.session.add_view(view)
+            display(view.widget)
             return None
         if command == "status":
             for step in self.session.steps.values():
-                print(f"{step.name:20} {step.status:8} {', '.join(step.outputs)}")
+                print(f"{step.name:20} {step.status:8} {step.cell:10} {', '.join(step.outputs)}")
             return None
         if command == "rerun-stale":
-            done = self.session.rerun_stale()
-            print(f"[qflow] re-ran {', '.join(done)}" if done else "[qflow] nothing is stale")
-            return None
+            return self._rerun_stale()
         if command == "runs":
             return _runs_table(self.session, rest[0] if rest else None)
         if command == "inspect":
@@ -92,6 +185,28 @@ class QFlowMagics(Magics):
 
             return inspector(_view(self.session, rest[0], tracker))
         raise UsageError(f"Unknown %qflow command {command!r}. {USAGE}")
+
+    def _rerun_stale(self) -> None:
+        """Run the stale steps again here, upstream first; each stale cell's status line then
+        says where its current output is."""
+        session = self.session
+        banners = next(v for v in session.views if isinstance(v, Banners))
+        here = f"In [{self.shell.execution_count}]"
+        done = []
+        while stale := session.stale():
+            step = stale[0]
+            print(f"── {step.name} ({step.cell}) ──")
+            cell_id, step.cell_id = step.cell_id, None  # the same cell, run from here
+            old = banners.handles.get(step.name)
+            self.run_step(step.name, step.source, inputs=step.explicit_inputs,
+                          outputs=step.explicit_outputs, cache=step.cache)
+            step.cell_id = cell_id
+            if old is not None:
+                banners.handles[step.name] = old
+                banners.note(step.name, f"{step.name}: re-run by %qflow rerun-stale ({here}); "
+                                        "its current output is there.")
+            done.append(step.name)
+        print(f"[qflow] re-ran {', '.join(done)}" if done else "[qflow] nothing is stale")
 
 
 class _HTML:
@@ -105,7 +220,13 @@ class _HTML:
         return "qflow runs table"
 
 
-def _runs_table(session: NotebookSession, workflow: str | None) -> _HTML:
+def _cell_id(shell: Any) -> str | None:
+    """The id of the running cell, when the front end sends it (JupyterLab does)."""
+    info = getattr(shell, "_qflow_cell_id", None)
+    return info if isinstance(info, str) else None
+
+
+def _runs_table(session: Session, workflow: str | None) -> _HTML:
     from qflow.runtime.record import effective_status, list_records
 
     rows = []
@@ -122,7 +243,7 @@ def _runs_table(session: NotebookSession, workflow: str | None) -> _HTML:
     return _HTML(f"<table class='qflow-runs'><tr>{head}</tr>{''.join(rows)}</table>")
 
 
-def _view(session: NotebookSession, run_id: str, tracker: str | None) -> Any:
+def _view(session: Session, run_id: str, tracker: str | None) -> Any:
     """The run as a ``RunView``: from the tracker if it has it, else from its run record."""
     from qflow import api
     from qflow.errors import QFlowError
@@ -150,6 +271,8 @@ def _view(session: NotebookSession, run_id: str, tracker: str | None) -> Any:
 def load(ip: Any) -> None:
     """Register the magics, and show ``RunView`` objects as the inspector."""
     ip.register_magics(QFlowMagics)
+    ip.set_custom_exc((StepCellFailed,), show_step_error)
+    ip.events.register("pre_run_cell", _remember_cell_id)
     formatter = ip.display_formatter.ipython_display_formatter
 
     def show(view: Any) -> None:
@@ -168,4 +291,20 @@ def unload(ip: Any) -> None:
     """Remove the magics (IPython has no public way; pop them from the registry)."""
     for kind, name in (("cell", "qflow_step"), ("line", "qflow")):
         ip.magics_manager.magics[kind].pop(name, None)
-    _SESSIONS.pop(id(ip), None)
+    ip.set_custom_exc((), None)
+    try:
+        ip.events.unregister("pre_run_cell", _remember_cell_id)
+    except ValueError:
+        pass
+    session = _SESSIONS.pop(id(ip), None)
+    if session is not None:
+        session.end()
+
+
+def _remember_cell_id(info: Any) -> None:
+    """Keep the running cell's id where :func:`_cell_id` finds it."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell._qflow_cell_id = getattr(info, "cell_id", None)

@@ -15,6 +15,7 @@ instance. Artifacts load lazily from the artifact store by the keys in the run r
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,20 +84,83 @@ class Artifacts(Mapping[str, Any]):
         return f"Artifacts({', '.join(self._keys)})"
 
 
+def _decoded(text: Any) -> Any:
+    """A parameter as trackers store it (text; JSON unless it was a string) back to a value."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parameters(data: RunData, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The workflow's parameters and each step's settings, typed: from the run record when it
+    has them, else decoded from the tracker's ``name`` and ``Step.field`` parameters."""
+    described = {n["id"]: n for n in (record.get("graph") or {}).get("nodes", [])}
+    steps = {nid for nid, n in described.items() if n.get("kind") == "step"}
+    steps |= {tag.split(".")[2] for tag in data.tags if tag.startswith("qflow.step.")}
+    parameters: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for name, text in data.params.items():
+        step, _, key = name.partition(".")
+        if key and step in steps:
+            settings.setdefault(step, {})[key] = _decoded(text)
+        elif "parameters" not in record:
+            parameters[name] = _decoded(text)
+    parameters.update(record.get("parameters") or {})
+    for nid, node in described.items():
+        if node.get("kind") == "step" and "settings" in node:
+            settings[nid] = node["settings"]
+    order = [nid for nid in described if nid in settings] + sorted(set(settings) - set(described))
+    return parameters, {nid: settings[nid] for nid in order}
+
+
+def _history(data: RunData, record: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """Metric histories ``name -> [(step, value)]``: the tracker's, else the run record's (a
+    labelled metric under its label, others as ``Step.metric``, as trackers name them)."""
+    if data.history:
+        return {name: [(p.step, p.value) for p in points] for name, points in data.history.items()}
+    labels = {n["id"]: {metric: label for label, metric in (n.get("labels") or {}).items()}
+              for n in (record.get("graph") or {}).get("nodes", [])}
+    history: dict[str, list[tuple[int, float]]] = {}
+    for nid, node in (record.get("nodes") or {}).items():
+        for i, m in enumerate(node.get("metrics") or []):
+            name = labels.get(nid, {}).get(m["name"], f"{nid}.{m['name']}")
+            step = m.get("step")
+            history.setdefault(name, []).append((int(step if step is not None else i),
+                                                 float(m["value"])))
+    return history
+
+
 @dataclass
 class RunView:
-    """Everything about one run: parameters, metrics with history, status, timings, graph,
-    result and artifacts."""
+    """Everything about one run: parameters, step settings, metrics with history, status,
+    timings, graph, result and artifacts.
+
+    Attributes:
+        kind: ``"workflow"``, or ``"notebook"`` for a notebook session's run.
+        parameters: the workflow's parameters, typed (``{"alpha": 0.5}``).
+        settings: each step's settings, typed, by step name (``{"Fit": {"alpha": 0.5}}``).
+        metrics: the last value of each metric; ``history`` has every ``(step, value)``.
+        duration: seconds the run took, as its record gives it (for a notebook session, its
+            steps' total time), else from start to end.
+        steps: by node id, the node's kind, status, key, duration and why it ran.
+        graph: the graph as the run record describes it (``qflow.graph.render`` draws it).
+    """
 
     run_id: str
     workflow: str | None
     status: str
     tracker: str
+    kind: str = "workflow"
     parameters: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     started: float | None = None
     ended: float | None = None
+    duration: float | None = None
     result: Any = None
     error: str | None = None
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -104,31 +168,34 @@ class RunView:
     artifacts: Mapping[str, Any] = field(default_factory=dict)
     experiment_id: str | None = None
 
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end."""
-        return self.ended - self.started if self.started and self.ended else None
-
     @classmethod
     def from_data(cls, data: RunData, tracker: str) -> RunView:
         """Build a view from what a tracker returned (and the run record it holds)."""
         record = data.record or {}
-        history = {name: [(p.step, p.value) for p in points]
-                   for name, points in data.history.items()}
+        history = _history(data, record)
         metrics = {name: points[-1][1] for name, points in history.items() if points}
         store = record.get("store")
         steps = {nid: {k: node.get(k) for k in ("kind", "status", "key", "duration", "reasons")}
                  for nid, node in (record.get("nodes") or {}).items()}
+        parameters, settings = _parameters(data, record)
+        started = record.get("started") or data.start_time
+        ended = record.get("ended") or data.end_time
+        duration = record.get("duration")
+        if duration is None and started and ended:
+            duration = ended - started
         return cls(
             run_id=data.run_id,
             workflow=record.get("workflow") or data.tags.get("qflow.workflow"),
             status=record.get("status") or _STATUS.get(data.status, data.status.lower()),
             tracker=tracker,
-            parameters={**data.params, **(record.get("parameters") or {})},
+            kind=record.get("kind") or "workflow",
+            parameters=parameters,
+            settings=settings,
             metrics=metrics,
             history=history,
-            started=record.get("started") or data.start_time,
-            ended=record.get("ended") or data.end_time,
+            started=started,
+            ended=ended,
+            duration=duration,
             result=record.get("result", data.tags.get("qflow.result")),
             error=record.get("error") or data.tags.get("qflow.error"),
             steps=steps,
@@ -137,15 +204,29 @@ class RunView:
             experiment_id=data.experiment_id,
         )
 
-    def __repr__(self) -> str:
+    @property
+    def statuses(self) -> dict[str, str]:
+        """Node id -> status, for drawing the graph."""
+        return {nid: str(step.get("status")) for nid, step in self.steps.items()}
+
+    def headline(self) -> str:
+        """One line: ``RUN of WORKFLOW (tracker): STATUS in 1.23 s``."""
+        what = "notebook session" if self.kind == "notebook" else "run"
         duration = f" in {self.duration:.2f} s" if self.duration is not None else ""
-        lines = [f"RunView {self.run_id} of {self.workflow} ({self.tracker}): "
-                 f"{self.status}{duration}"]
+        return (f"{what.capitalize()} {self.run_id} of {self.workflow} ({self.tracker}): "
+                f"{self.status}{duration}")
+
+    def __repr__(self) -> str:
+        lines = [f"RunView: {self.headline()}"]
         if self.parameters:
             lines.append("  parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.parameters.items()))
+        for step, values in self.settings.items():
+            if values:
+                lines.append(f"  {step}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
         if self.metrics:
             lines.append("  metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items()))
-        lines.append(f"  result: {self.result!r}")
+        if self.result is not None:
+            lines.append(f"  result: {self.result!r}")
         if self.error:
             lines.append(f"  error: {self.error.splitlines()[0]}")
         if self.steps:
@@ -157,15 +238,16 @@ class RunView:
         def table(title: str, rows: dict[str, Any]) -> str:
             body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
                            for k, v in rows.items())
-            return f"<h4>{title}</h4><table>{body}</table>" if rows else ""
+            return f"<h4>{html.escape(title)}</h4><table>{body}</table>" if rows else ""
 
         steps = {n: f"{s['status']} ({(s.get('duration') or 0):.3f} s)"
                  for n, s in self.steps.items() if s.get("kind") != "input"}
-        return (f"<div class='qflow-run'><b>{html.escape(self.run_id)}</b> of "
-                f"{html.escape(str(self.workflow))}: <b>{html.escape(self.status)}</b>"
-                f"<br>result: {html.escape(repr(self.result))}"
-                + table("Parameters", self.parameters) + table("Metrics", self.metrics)
-                + table("Steps", steps) + "</div>")
+        result = "" if self.result is None else f"<br>result: {html.escape(repr(self.result))}"
+        return (f"<div class='qflow-run'><b>{html.escape(self.headline())}</b>{result}"
+                + table("Parameters", {k: repr(v) for k, v in self.parameters.items()})
+                + "".join(table(f"{step} settings", {k: repr(v) for k, v in values.items()})
+                          for step, values in self.settings.items())
+                + table("Metrics", self.metrics) + table("Steps", steps) + "</div>")
 
 
 def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = None, *,

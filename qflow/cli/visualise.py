@@ -28,7 +28,7 @@ def visualise(
     from qflow.config.paths import Paths
     from qflow.errors import ConfigError
     from qflow.graph.build import build
-    from qflow.graph.dot import described_dot, render_picture, to_dot
+    from qflow.graph.render import PICTURE_LIMIT, render_picture
     from qflow.notebook import read, step_graph
     from qflow.project.workflows import is_notebook_workflow, prepare, project_root, workflow_dir
     from qflow.runtime.record import effective_status, read_record
@@ -57,18 +57,21 @@ def visualise(
         if effective_status(record) == "crashed":
             statuses = {k: ("crashed" if v in ("pending", "running") else v) for k, v in statuses.items()}
     if record and record.get("graph"):
-        dot = described_dot(record["graph"], statuses)
+        graph = record["graph"]
     elif notebook:
-        dot = described_dot(step_graph(read(folder / "workflow.ipynb"), workflow), statuses)
+        graph = step_graph(read(folder / "workflow.ipynb"), workflow)
     else:
-        dot = to_dot(build(instance, inputs), statuses)
+        graph = build(instance, inputs).to_dict()
     target = output or paths.data / "graphs" / f"{workflow}.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        written = render_picture(dot, target.with_suffix(f".{fmt}"))
+        written = render_picture(graph, statuses, target.with_suffix(f".{fmt}"))
     except RuntimeError as exc:
         raise ConfigError(f"Graphviz failed to render the graph: {exc}") from None
-    if written.suffix != f".{fmt}":
+    if written.suffix != f".{fmt}" and len(graph["nodes"]) > PICTURE_LIMIT:
+        typer.echo(f"The graph has {len(graph['nodes'])} nodes, too many to lay out (over "
+                   f"{PICTURE_LIMIT}), so it is written as DOT.", err=True)
+    elif written.suffix != f".{fmt}":
         typer.echo("Graphviz's `dot` program is not installed, so the graph is written as DOT. "
                    "Install graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
                    "install graphviz) to get SVG or PNG.", err=True)

@@ -6,6 +6,7 @@ dependency order; no sorting is needed and no cycle can exist.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,24 @@ def map_leaves(value: Any, leaf: Any) -> Any:
     if isinstance(value, dict):
         return {k: map_leaves(v, leaf) for k, v in value.items()}
     return leaf(value)
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is Any or annotation is None:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    origin = typing.get_origin(annotation)
+    return getattr(origin, "__name__", "") if origin else ""
+
+
+def edge_label(proxy: Proxy, param: str) -> str:
+    """What travels along an edge, for people: ``[0] model: LinearRegression`` (the output's
+    index when the source has several, the parameter it feeds, the output's type)."""
+    source = f"[{proxy.index}]" if proxy.index else ""
+    kind = _type_name(proxy.annotation)
+    text = f"{source} {param}".strip()
+    return f"{text}: {kind}" if kind and text else (text or kind)
 
 
 @dataclass
@@ -110,7 +129,12 @@ class Graph:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able description: nodes with kind, title and upstream ids; the result's nodes."""
+        """A JSON-able description: nodes with kind, title, upstream ids, incoming edges
+        (``"inputs": [{"from": "Fit", "label": "model: LinearRegression"}]``) and a step's
+        settings (``"settings": {"alpha": 0.5}``, as JSON; ``{}`` for other nodes); the result's
+        outputs (``"result"``, as ``Fit[0]``) and the edges into it (``"result_inputs"``)."""
+        from pydantic_core import to_jsonable_python
+
         return {
             "name": self.name,
             "nodes": [
@@ -119,11 +143,18 @@ class Graph:
                     "kind": n.kind,
                     "title": n.title,
                     "upstream": n.upstream,
+                    "inputs": [{"from": p.node, "label": edge_label(p, param)}
+                               for param, value in n.inputs.items() for p in proxies_in(value)],
                     "outputs": len(n.outputs),
                     "labels": n.labels,
                     "location": n.location,
+                    # a setting JSON cannot hold is kept as its repr
+                    "settings": to_jsonable_python(n.obj, fallback=repr) if n.kind == "step"
+                    else {},
                 }
                 for n in self.nodes.values()
             ],
             "result": [f"{p.node}[{p.index}]" for p in proxies_in(self.result)],
+            "result_inputs": [{"from": p.node, "label": edge_label(p, "")}
+                              for p in proxies_in(self.result)],
         }

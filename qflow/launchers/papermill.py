@@ -2,23 +2,28 @@
 
 Parameters are injected after the cell tagged ``parameters``. The kernel's ``%%qflow_step``
 cells use the project's store and the same keys as interactive sessions, so a step computed
-in the notebook is not computed again headlessly, and the reverse; they also write the run's
-per-step record (the run id and workflow name reach the kernel through its environment).
-The executed notebook is kept in the run's folder and attached to the tracker run. A
-notebook with no step cells is a run of one node, ``notebook``.
+in the notebook is not computed again headlessly, and the reverse. They emit their node
+events to a file (``QFLOW_EVENTS``; the run id and workflow name reach the kernel through its
+environment too), which the launcher replays, as they come, to the run's observers: the run
+recorder, the console and the tracker see a notebook run as they see a workflow run. The
+executed notebook is kept in the run's folder and attached to the tracker run. A notebook
+with no step cells is a run of one node, ``notebook``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qflow.config.paths import Paths
 from qflow.errors import ConfigError, QFlowError, StepError
+from qflow.graph.described import DescribedGraph, DescribedNode
 from qflow.launchers.base import Launcher
 from qflow.notebook import (
     cell_error,
@@ -29,11 +34,10 @@ from qflow.notebook import (
     source_index,
     step_of_cell,
 )
-from qflow.runtime.events import RunState
-from qflow.runtime.record import new_run_id, read_record, summary
-from qflow.store.atomic import atomic_write_bytes
-from qflow.trackers import create as create_tracker
-from qflow.trackers.base import STATUS, MetricPoint, flatten
+from qflow.runtime.events import NodeRun, Observers, RunState
+from qflow.runtime.record import new_run_id
+from qflow.runtime.stream import Replay, follow
+from qflow.store.location import open_store
 
 
 class PapermillLauncher(Launcher):
@@ -80,23 +84,20 @@ class PapermillLauncher(Launcher):
         if not cwd.is_dir():
             raise ConfigError(f"The working folder {cwd} for {notebook} does not exist.",
                               hint="Pass an existing folder with --cwd.")
-        tracker = create_tracker(self.tracker, self.paths, self.tracker_settings,
-                                 announce=self.console) if self.tracker else None
+        location = self.paths.store_location()
         run = RunState(run_id=new_run_id(), workflow=name, parameters={**known, **values},
-                       graph=None, nodes={}, root=self.paths.root, store=self.paths.store)
+                       graph=DescribedGraph(name=name), nodes={}, root=self.paths.root,
+                       store=location.url, kind="notebook")
         folder = self.paths.runs / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
         output = folder / "notebook.ipynb"
-        if tracker is not None:
-            tracker.start_run(run, {"qflow.workflow": name, "qflow.run_id": run.run_id,
-                                    "qflow.notebook": str(notebook)})
-            params = flatten("", run.parameters, {})
-            if params:
-                tracker.log_params(params)
-        self._say(f"Run {run.run_id} of {name} (notebook {notebook})")
+        watching = Observers(self.run_observers())
+        watching.run_started(run=run)
+        started = time.perf_counter()
         error: BaseException | None = None
         try:
-            self._execute(notebook, output, values, run, cwd)
+            with self._kernel_events(run, folder / "kernel-events.jsonl", watching):
+                self._execute(notebook, output, values, run, cwd)
             run.status = "succeeded"
         except KeyboardInterrupt as exc:
             run.status, run.error, error = "killed", "interrupted", exc
@@ -110,14 +111,58 @@ class PapermillLauncher(Launcher):
                               hint="Run with `qflow --debug run ...` to see where it failed.")
             error.__cause__ = exc
         finally:
+            self._settle(run, notebook, watching, time.perf_counter() - started)
+            run.result = self._result(run)
             run.ended = time.time()
-            record = self._finish(run, notebook, output)
-            if tracker is not None:
-                self._track(tracker, run, record, output, folder / "record.json")
-        self._report(run, record, output)
+            watching.run_finished(run=run)
+        self._say(f"Run {run.run_id}: executed notebook: {output}")
         if error is not None:
             raise error
         return run
+
+    @contextmanager
+    def _kernel_events(self, run: RunState, path: Path, watching: Observers) -> Iterator[None]:
+        """Replay the kernel's step-cell events (``QFLOW_EVENTS``) to this run's observers
+        while the notebook runs, on a thread; the launcher starts and ends the run itself."""
+        saved = os.environ.get("QFLOW_EVENTS")
+        os.environ["QFLOW_EVENTS"] = str(path)
+        done = threading.Event()
+        replay = Replay(watching, run, skip=frozenset({"run_started", "run_finished"}))
+
+        def forward() -> None:
+            for event in follow(path, poll=0.05, stop=done.is_set):
+                replay.apply(event)
+
+        thread = threading.Thread(target=forward, name="qflow-kernel-events", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=30)
+            if saved is None:
+                os.environ.pop("QFLOW_EVENTS", None)
+            else:
+                os.environ["QFLOW_EVENTS"] = saved
+
+    def _settle(self, run: RunState, notebook: Path, watching: Observers, took: float) -> None:
+        """Nodes the kernel left running failed with the run; a notebook without step cells
+        is a run of one node, ``notebook``."""
+        if not run.nodes:
+            run.graph = DescribedGraph(name=run.workflow, nodes={"notebook": DescribedNode(
+                id="notebook", title=notebook.name)})
+            run.nodes["notebook"] = NodeRun(id="notebook", kind="step", duration=took,
+                                            reasons=["a plain notebook runs every time"])
+            watching.graph_changed(run=run)
+            node = run.nodes["notebook"]
+            node.status = "ran" if run.status == "succeeded" else "failed"
+            node.error = run.error if node.status == "failed" else None
+            watching.node_finished(run=run, node=node)
+            return
+        for node in run.nodes.values():
+            if node.status in ("running", "pending") and run.status != "succeeded":
+                node.status, node.error = "failed", run.error
+                watching.node_finished(run=run, node=node)
 
     def _execute(self, notebook: Path, output: Path, values: dict[str, Any], run: RunState,
                  cwd: Path) -> None:
@@ -125,11 +170,11 @@ class PapermillLauncher(Launcher):
         from jupyter_client.kernelspec import NoSuchKernel
         from nbclient.exceptions import DeadKernelError
 
-        saved = {k: os.environ.get(k)
-                 for k in ("QFLOW_RUN_ID", "QFLOW_WORKFLOW", "QFLOW_NO_CACHE", "QFLOW_ROOT")}
-        # the kernel records the run and uses the store of this project, wherever it runs
+        saved = {k: os.environ.get(k) for k in ("QFLOW_RUN_ID", "QFLOW_WORKFLOW", "QFLOW_NO_CACHE",
+                                                "QFLOW_ROOT", "QFLOW_NOTEBOOK")}
+        # the kernel's steps are this run's, and use the store of this project wherever it runs
         os.environ.update(QFLOW_RUN_ID=run.run_id, QFLOW_WORKFLOW=run.workflow,
-                          QFLOW_ROOT=str(self.paths.root))
+                          QFLOW_ROOT=str(self.paths.root), QFLOW_NOTEBOOK=str(notebook.resolve()))
         if not self.cache:
             os.environ["QFLOW_NO_CACHE"] = "1"
         try:
@@ -193,74 +238,18 @@ class PapermillLauncher(Launcher):
                          step=run.failed_step, run_id=run.run_id,
                          hint=f"The executed notebook, up to the failure, is {output}.")
 
-    def _finish(self, run: RunState, notebook: Path, output: Path) -> dict[str, Any]:
-        """Complete the record the kernel wrote (or write one for a plain notebook)."""
-        try:
-            record = read_record(self.paths.runs, run.run_id)
-        except (OSError, ValueError):
-            status = {"succeeded": "ran", "failed": "failed"}.get(run.status, "failed")
-            record = {"nodes": {"notebook": {"id": "notebook", "kind": "step", "status": status,
-                                             "key": None, "duration": run.duration,
-                                             "reasons": ["a plain notebook runs every time"],
-                                             "metrics": []}},
-                      "graph": {"name": run.workflow, "nodes": [
-                          {"id": "notebook", "kind": "step", "title": notebook.name,
-                           "upstream": []}]}}
-        for node in record["nodes"].values():
-            if node["status"] == "done":
-                node["status"] = "ran"
-            if run.status != "succeeded" and node["status"] in ("running", "pending"):
-                node["status"] = "failed"
-        counts: dict[str, int] = {}
-        for node in record["nodes"].values():
-            counts[node["status"]] = counts.get(node["status"], 0) + 1
-        run.result = self._result(record)
-        record.update(run_id=run.run_id, workflow=run.workflow, kind="notebook",
-                      status=run.status, started=run.started, ended=run.ended,
-                      duration=run.duration, pid=os.getpid(), root=str(self.paths.root),
-                      store=str(self.paths.store), parameters=run.parameters, metrics={},
-                      result=summary(run.result), error=run.error, failed_step=run.failed_step, counts=counts,
-                      notebook=str(notebook), executed_notebook=str(output))
-        atomic_write_bytes(self.paths.runs / run.run_id / "record.json",
-                           json.dumps(record, default=repr).encode())
-        return record
-
-    def _result(self, record: dict[str, Any]) -> Any:
+    def _result(self, run: RunState) -> Any:
         """The value of the last step cell's last expression, from the store."""
-        from qflow.store.local import Store
+        from qflow.notebook.session import RESULT
 
-        for node in reversed(list(record["nodes"].values())):
-            if node.get("key") and node["status"] in ("ran", "cached"):
-                store = Store(self.paths.store)
+        for node in reversed(list(run.nodes.values())):
+            if node.key and node.status in ("ran", "cached"):
+                store = open_store(self.paths.store_location())
                 try:
-                    names = store.manifest(node["key"]).get("names", [])
-                    if "__result__" in names:
-                        return store.load(node["key"], names.index("__result__"))
+                    names = store.manifest(node.key).get("names", [])
+                    if RESULT in names:
+                        return store.load(node.key, names.index(RESULT))
                 except Exception:  # the result is a convenience; the run stands without it
                     return None
                 return None
         return None
-
-    def _track(self, tracker: Any, run: RunState, record: dict[str, Any], output: Path,
-               record_path: Path) -> None:
-        now = int(time.time() * 1000)
-        tracker.log_metrics([MetricPoint(f"{n}.duration_s", float(node.get("duration") or 0),
-                                         0, now) for n, node in record["nodes"].items()])
-        tracker.set_tags({f"qflow.step.{n}.status": node["status"]
-                          for n, node in record["nodes"].items()})
-        if run.error:
-            tracker.set_tags({"qflow.error": run.error[:5000],
-                              "qflow.failed_step": run.failed_step or ""})
-        for path in (record_path, output):
-            if path.exists():
-                tracker.log_artifact(path)
-        tracker.end_run(STATUS.get(run.status, "FAILED"), run.error)
-
-    def _report(self, run: RunState, record: dict[str, Any], output: Path) -> None:
-        for name, node in record["nodes"].items():
-            duration = f"  {node.get('duration') or 0:.2f} s" if node["status"] == "ran" else ""
-            self._say(f"  {node['status']:6} {name}{duration}")
-        counts = record.get("counts", {})
-        self._say(f"Run {run.run_id} {run.status} in {run.duration:.2f} s "
-                  f"({counts.get('ran', 0)} ran, {counts.get('cached', 0)} cached); "
-                  f"executed notebook: {output}")

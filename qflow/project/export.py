@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qflow.cells import analyse
 from qflow.errors import ConfigError
 from qflow.notebook import (
     STEP_MAGIC,
@@ -29,6 +28,7 @@ from qflow.notebook import (
     read,
     step_cells,
 )
+from qflow.notebook.cells import analyse
 from qflow.project.names import check_name
 
 

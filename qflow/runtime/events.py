@@ -12,10 +12,16 @@ from typing import Any, Literal
 
 from qflow.runtime.info import RuntimeInfo
 
-NodeStatus = Literal["pending", "running", "ran", "cached", "inline", "failed", "skipped", "input"]
-"""What happened to a node; the console, run records, ``qflow ps`` and trackers all use these
-words. ``inline`` is an uncached provider: it is neither computed nor stored on its own, but
-evaluated inside each step that reads it (and not at all when those steps are cached)."""
+NodeStatus = Literal["pending", "running", "ran", "cached", "inline", "failed", "skipped", "input",
+                     "stale"]
+"""What happened to a node; the console, run records, ``qflow ps``, trackers and widgets all use
+these words. ``inline`` is an uncached provider: it is neither computed nor stored on its own,
+but evaluated inside each step that reads it (and not at all when those steps are cached).
+``stale`` is a notebook step cell whose upstream cell changed since it ran."""
+
+RunKind = Literal["workflow", "notebook"]
+"""A workflow run (its graph is known when it starts) or a notebook session (its graph grows
+as step cells run; it ends when the kernel stops or the headless run ends)."""
 
 
 class StopRun(BaseException):
@@ -66,10 +72,14 @@ class RunState:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
+    kind: RunKind = "workflow"
 
     @property
     def duration(self) -> float:
-        """Seconds from start to end (or to now while running)."""
+        """Seconds from start to end (or to now while running); for a notebook session, the
+        time its step cells took (not the kernel's lifetime)."""
+        if self.kind == "notebook":
+            return sum(n.duration for n in self.nodes.values())
         return (self.ended or time.time()) - self.started
 
     def counts(self) -> dict[str, int]:
@@ -87,6 +97,9 @@ class Observer:
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         """The graph is built and keys are about to be computed."""
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        """Nodes were added to or changed in ``run.graph`` (a notebook session's step cells)."""
 
     def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
         """A node starts computing."""
@@ -121,6 +134,9 @@ class Observers(Observer):
 
     def run_started(self, **kwargs: Any) -> None:  # noqa: D102
         self._call("run_started", **kwargs)
+
+    def graph_changed(self, **kwargs: Any) -> None:  # noqa: D102
+        self._call("graph_changed", **kwargs)
 
     def node_started(self, **kwargs: Any) -> None:  # noqa: D102
         self._call("node_started", **kwargs)

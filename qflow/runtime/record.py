@@ -1,8 +1,9 @@
 """Run records: ``<data>/runs/<run_id>/`` keeps what a run was and did, for later commands.
 
 ``record.json`` is written when the run starts (status ``running``) and replaced atomically
-when it ends; ``graph.json`` holds the built graph; ``nodes.jsonl`` gets a line per finished
-node, so a killed run still shows which steps completed. Each node entry keeps its key and the
+when it ends (for a notebook session, also after each step cell); ``graph.json`` holds the
+built graph; ``nodes.jsonl`` gets a line per finished node, so a killed run still shows which
+steps completed; ``events.jsonl`` logs every event as it happens (``qflow.runtime.stream``). Each node entry keeps its key and the
 components it was made of, which is how QFlow says why a step ran.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qflow.runtime.events import NodeRun, Observer, RunState
+from qflow.runtime.stream import EventLog, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
 
@@ -26,20 +28,13 @@ def new_run_id() -> str:
     return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
-def summary(value: Any) -> Any:
-    """``value`` itself if JSON-able and short, else its (shortened) ``repr``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    text = repr(value)
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
 class RunRecorder(Observer):
     """Writes a run's record under ``runs_dir/<run_id>/``."""
 
     def __init__(self, runs_dir: Path | str) -> None:
         self.runs_dir = Path(runs_dir)
         self._nodes_file: Any = None
+        self._events: EventLog | None = None
 
     def folder(self, run: RunState) -> Path:
         """The record folder of ``run``."""
@@ -51,10 +46,11 @@ class RunRecorder(Observer):
         return {
             "run_id": run.run_id,
             "workflow": run.workflow,
+            "kind": run.kind,
             "status": run.status,
             "started": run.started,
             "ended": run.ended,
-            "duration": run.duration if run.ended else None,
+            "duration": run.duration if run.ended or run.kind == "notebook" else None,
             "pid": os.getpid(),
             "root": str(run.root) if run.root else None,
             "store": str(run.store) if run.store else None,
@@ -78,17 +74,39 @@ class RunRecorder(Observer):
         (folder / "graph.json").write_text(json.dumps(run.graph.to_dict(), default=repr))
         self._write(run)
         self._nodes_file = open(folder / "nodes.jsonl", "a", encoding="utf-8")
+        self._events = EventLog(folder / "events.jsonl")
+        self._events.run_started(run=run)
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        if self._events is not None:
+            self._events.graph_changed(run=run)
+            (self.folder(run) / "graph.json").write_text(
+                json.dumps(run.graph.to_dict(), default=repr))
+
+    def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        if self._events is not None:
+            self._events.node_started(run=run, node=node)
+
+    def node_info(self, **kwargs: Any) -> None:
+        if self._events is not None:
+            self._events.node_info(**kwargs)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
         if self._nodes_file is not None:
-            entry = {k: v for k, v in node.to_dict().items() if k != "components"}
-            self._nodes_file.write(json.dumps(entry, default=repr) + "\n")
+            self._nodes_file.write(json.dumps(node_entry(node), default=repr) + "\n")
             self._nodes_file.flush()
+        if self._events is not None:
+            self._events.node_finished(run=run, node=node)
+        if run.kind == "notebook":  # a session lasts: its record follows its cells
+            self._write(run)
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         if self._nodes_file is not None:
             self._nodes_file.close()
             self._nodes_file = None
+        if self._events is not None:
+            self._events.run_finished(run=run)
+            self._events = None
         self._write(run)
 
 

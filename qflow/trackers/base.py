@@ -24,7 +24,6 @@ from qflow.runtime.events import NodeRun, Observer, RunState
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
 BATCH = 1000  # metrics buffered before a flush
 FLUSH_SECONDS = 5.0
-PICTURE_LIMIT = 200  # nodes: larger graphs are attached as DOT, not laid out as SVG
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,7 @@ class Tracker(Observer, ABC):
         self.announce = True  # may print where to look at runs (the launcher's console setting)
         self._buffer: list[MetricPoint] = []
         self._tags: dict[str, str] = {}
+        self._params: dict[str, str] = {}
         self._last_flush = time.monotonic()
 
     # -- primitives ---------------------------------------------------------------------------
@@ -153,13 +153,23 @@ class Tracker(Observer, ABC):
         if self.parent:
             tags["qflow.parent_run"] = self.parent
         self.start_run(run, tags)
+        self._params = {}
+        self._log_new_params(run)
+
+    def _log_new_params(self, run: RunState) -> None:
+        """Log the run's parameters and each step's settings (``Step.field``) not logged yet;
+        a notebook session's steps appear as its cells run (a changed value keeps the first)."""
         params = flatten("", run.parameters, {})
-        for node in run.graph.nodes.values():
-            if node.kind == "step":
-                settings = {k: v for k, v in node.obj.model_dump(mode="json").items()}
-                flatten(node.id, settings, params)
-        if params:
-            self.log_params(params)
+        for node in run.graph.to_dict()["nodes"] if run.graph is not None else ():
+            if node.get("kind") == "step" and node.get("settings"):
+                flatten(node["id"], node["settings"], params)
+        new = {k: v for k, v in params.items() if k not in self._params}
+        if new:
+            self._params.update(new)
+            self.log_params(new)
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        self._log_new_params(run)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
         if node.kind == "input":
@@ -173,7 +183,8 @@ class Tracker(Observer, ABC):
             self._buffer.append(MetricPoint(name, float(m["value"]), int(step), now))
         self._buffer.append(MetricPoint(f"{node.id}.duration_s", node.duration, 0, now))
         self._tags[f"qflow.step.{node.id}.status"] = node.status
-        if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        if len(self._buffer) >= BATCH or time.monotonic() - self._last_flush > FLUSH_SECONDS \
+                or run.kind == "notebook":  # a session may end with its kernel: send each cell
             self.flush()
 
     def flush(self) -> None:
@@ -211,14 +222,14 @@ class Tracker(Observer, ABC):
 
     def _artifacts(self, run: RunState) -> list[Path]:
         record = self.record_path(run)
-        if record is None or not record.exists():
+        if record is None or run.graph is None or not record.exists():
             return []
-        from qflow.graph.dot import render_picture, to_dot
+        from qflow.graph.render import render_picture
 
-        suffix = "svg" if len(run.graph.nodes) <= PICTURE_LIMIT else "dot"  # layout is O(n^2)
-        picture = render_picture(to_dot(run.graph, {n: r.status for n, r in run.nodes.items()}),
-                                 record.parent / f"graph.{suffix}")
-        return [record, picture]
+        picture = render_picture(run.graph.to_dict(), {n: r.status for n, r in run.nodes.items()},
+                                 record.parent / "graph.svg")  # DOT over PICTURE_LIMIT nodes
+        executed = record.parent / "notebook.ipynb"  # a papermill run's executed notebook
+        return [record, picture] + ([executed] if executed.exists() else [])
 
     def record_path(self, run: RunState) -> Path | None:
         """Where the run record of ``run`` was written (``record_dir`` is set by the launcher)."""

@@ -160,7 +160,7 @@ class MlflowTracker(Tracker):
         self._run, self._experiment = created.info.run_id, experiment
         nodes = run.graph.nodes.values() if run.graph is not None else ()  # a study has none
         steps = {n.id for n in nodes if n.kind == "step"} | \
-            {type(n.obj).__name__ for n in nodes if n.kind == "step"}
+            {type(n.obj).__name__ for n in nodes if n.kind == "step" and hasattr(n, "obj")}
         if not steps:
             return
         unknown = [name for name in self.log_artifacts if name not in steps]
@@ -233,7 +233,8 @@ class MlflowTracker(Tracker):
         if run.graph is None:
             return []
         return [n.id for n in run.graph.nodes.values()
-                if n.kind == "step" and (n.id in wanted or type(n.obj).__name__ in wanted)]
+                if n.kind == "step" and (n.id in wanted or (
+                    hasattr(n, "obj") and type(n.obj).__name__ in wanted))]
 
     def _log_outputs(self, run: RunState, node_id: str) -> None:
         from qflow.store.location import StoreLocation, open_store

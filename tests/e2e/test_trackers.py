@@ -167,7 +167,7 @@ def test_wandb_offline_touches_no_network(project):
     run_id = run_id_of(proc)
     assert list((project / ".qflow/tracker/wandb/wandb").glob(f"offline-run-*-{run_id}"))
     view = api.inspect_run(tracker="wandb", run_id=run_id, root=project)
-    assert view.status == "succeeded" and view.parameters["Train.epochs"] == "3"
+    assert view.status == "succeeded" and view.settings["Train"]["epochs"] == 3
     assert view.history["train_loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert view.metrics["Train.rows"] == 5
     np.testing.assert_array_equal(view.artifacts["Make"][0], np.random.default_rng(0).normal(size=5))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qflow.cells import analyse
+from qflow.notebook.cells import analyse
 
 E: set[str] = set()  # the empty set, for readability in the table
 

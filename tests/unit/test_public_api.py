@@ -10,7 +10,7 @@ import qflow
 
 HEAVY = ["numpy", "pandas", "pyarrow", "mlflow", "optuna", "papermill", "nbclient", "dask",
          "distributed", "hydra", "ipywidgets", "IPython", "wandb", "tqdm", "cloudpickle",
-         "sklearn", "fsspec", "s3fs", "botocore"]
+         "sklearn", "fsspec", "s3fs", "botocore", "graphviz"]
 
 
 def test_all_is_sorted_and_exported():

@@ -75,7 +75,10 @@ def test_the_result_and_named_steps_outputs_are_logged_with_mlflow_flavours(tmp_
     x, y = Make().apply(0)  # no proxy: plain Python
     assert model.score(x, y) == state.result
     names = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
-    assert {"Make.0", "Make.1", "record.json"} <= names
+    assert {"Make.0", "Make.1", "record.json", "graph.svg"} <= names
+    picture = download_artifacts(run_id=mlrun.info.run_id, artifact_path="graph.svg",
+                                 dst_path=str(tmp_path / "down"), tracking_uri=uri_of(tmp_path))
+    assert 'id="qflow-node-model" class="node qflow-node qflow-ran"' in Path(picture).read_text()
     local = download_artifacts(run_id=mlrun.info.run_id, artifact_path="Make.1",
                                dst_path=str(tmp_path / "down"), tracking_uri=uri_of(tmp_path))
     assert np.array_equal(qflow.load(local), y)

@@ -212,8 +212,8 @@ def step_of_cell(nb: Any, index: int) -> str | None:
 
 def step_graph(nb: Any, name: str) -> dict[str, Any]:
     """The step cells as a graph (the run record's shape): an edge where a cell reads what an
-    earlier step cell bound."""
-    from qflow.cells import analyse
+    earlier step cell bound, labelled with the names it reads."""
+    from qflow.notebook.cells import analyse
 
     producers: dict[str, str] = {}
     nodes = []
@@ -222,7 +222,12 @@ def step_graph(nb: Any, name: str) -> dict[str, Any]:
             found = analyse(step.code)
         except SyntaxError:
             continue
-        upstream = sorted({producers[n] for n in found.refs if n in producers})
-        nodes.append({"id": step.name, "kind": "step", "title": step.name, "upstream": upstream})
+        reads: dict[str, list[str]] = {}
+        for n in sorted(found.refs):
+            if n in producers:
+                reads.setdefault(producers[n], []).append(n)
+        upstream = sorted(reads)
+        nodes.append({"id": step.name, "kind": "step", "title": step.name, "upstream": upstream,
+                      "inputs": [{"from": up, "label": ", ".join(reads[up])} for up in upstream]})
         producers.update({n: step.name for n in found.outputs})
     return {"name": name, "nodes": nodes}

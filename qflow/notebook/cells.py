@@ -35,11 +35,19 @@ class CellNames:
     mutated: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
     star_import: bool = False
+    imported: set[str] = field(default_factory=set)
+    loop_vars: set[str] = field(default_factory=set)
 
     @property
     def outputs(self) -> set[str]:
         """What the cell leaves behind for later cells: bound or mutated, not private."""
         return {n for n in (self.defs | self.mutated) - self.deleted if not n.startswith("_")}
+
+    @property
+    def results(self) -> set[str]:
+        """The outputs a step cell keeps: not names only an ``import`` binds (they are imported
+        again) nor only a ``for`` loop binds (the last item of a loop is rarely a result)."""
+        return self.outputs - self.imported - self.loop_vars
 
 
 def _root(node: ast.AST) -> str | None:
@@ -317,8 +325,39 @@ def _locals(body: list[ast.stmt]) -> set[str]:
     return found
 
 
+def _bound_only_by(tree: ast.Module, kinds: tuple[type, ...]) -> set[str]:
+    """Cell-level names bound by statements of ``kinds`` (imports, ``for`` targets) and by no
+    other cell-level statement."""
+    by_kind: set[str] = set()
+    other: set[str] = set()
+    todo: list[tuple[ast.AST, bool]] = [(n, False) for n in tree.body]
+    while todo:
+        node, inside = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            other.add(node.name)
+            continue
+        if isinstance(node, (ast.Lambda, ast.comprehension)):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+            (by_kind if isinstance(node, kinds) else other).update(names)
+            continue
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            targets = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+            (by_kind if isinstance(node, kinds) else other).update(targets)
+            todo.extend((n, inside) for n in [node.iter, *node.body, *node.orelse])
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            other.add(node.id)
+        todo.extend((n, inside) for n in ast.iter_child_nodes(node))
+    return by_kind - other
+
+
 def analyse(source: str) -> CellNames:
     """The names ``source`` (plain Python: run ``transform_cell`` first) reads and binds."""
     visitor = _Visitor()
-    visitor.visit(ast.parse(source))
+    tree = ast.parse(source)
+    visitor.visit(tree)
+    visitor.result.imported = _bound_only_by(tree, (ast.Import, ast.ImportFrom))
+    visitor.result.loop_vars = _bound_only_by(tree, (ast.For, ast.AsyncFor))
     return visitor.result

@@ -1,0 +1,227 @@
+"""A run's events as JSON lines: every run writes them, and they can be followed and replayed.
+
+The run recorder keeps ``<runs>/<run_id>/events.jsonl`` with :class:`EventLog`; ``%qflow
+watch`` follows that file (:func:`follow`) and :class:`Replay` turns its lines back into
+observer calls on a rebuilt :class:`RunState`, so a run started elsewhere (a terminal, a Dask
+cluster) shows in the same views as a run of this process. The papermill launcher reads its
+kernel's step cells the same way. One line per event::
+
+    {"event": "run_started", "t": 1764500000.1, "run": {"run_id": ..., "graph": {...}, ...}}
+    {"event": "node_started", "t": ..., "node": "Fit"}
+    {"event": "node_info", "t": ..., "node": "Fit", "info": {"type": "Metric", "fields": {...}}}
+    {"event": "node_finished", "t": ..., "node": {"id": "Fit", "status": "ran", ...}}
+    {"event": "run_finished", "t": ..., "run": {"status": "succeeded", ...}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from qflow.graph.described import DescribedGraph
+from qflow.runtime import info as runtime_info
+from qflow.runtime.events import NodeRun, Observer, RunState
+
+PROGRESS_INTERVAL = 0.1  # seconds between two logged updates of one progress bar
+
+
+def summary(value: Any) -> Any:
+    """``value`` itself if JSON-able and short, else its (shortened) ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    text = repr(value)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def info_to_dict(info: runtime_info.RuntimeInfo) -> dict[str, Any]:
+    """``{"type": "Metric", "fields": {...}}`` for a RuntimeInfo."""
+    return {"type": type(info).__name__, "fields": dataclasses.asdict(info)}
+
+
+def info_from_dict(data: dict[str, Any]) -> runtime_info.RuntimeInfo | None:
+    """The RuntimeInfo :func:`info_to_dict` described (``None`` for an unknown type)."""
+    cls = getattr(runtime_info, str(data.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, runtime_info.RuntimeInfo)):
+        return None
+    try:
+        return cls(**data.get("fields", {}))
+    except TypeError:
+        return None
+
+
+def run_header(run: RunState) -> dict[str, Any]:
+    """What a ``run_started`` event says about the run."""
+    return {"run_id": run.run_id, "workflow": run.workflow, "kind": run.kind,
+            "parameters": run.parameters, "graph": run.graph.to_dict() if run.graph else None,
+            "nodes": {nid: node.kind for nid, node in run.nodes.items()},
+            "started": run.started, "root": str(run.root) if run.root else None,
+            "store": str(run.store) if run.store else None}
+
+
+def node_entry(node: NodeRun) -> dict[str, Any]:
+    """A node as run records and events keep it (without its key components)."""
+    return {k: v for k, v in node.to_dict().items() if k != "components"}
+
+
+class EventLog(Observer):
+    """Appends a run's events to a JSON-lines file, flushed as they happen."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._file: Any = None
+        self._last: dict[tuple[str, str], float] = {}
+
+    def _write(self, event: str, **fields: Any) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._file.write(json.dumps({"event": event, "t": time.time(), **fields},
+                                    default=repr) + "\n")
+        self._file.flush()
+
+    def run_started(self, *, run: RunState, **_: Any) -> None:
+        self._write("run_started", run=run_header(run))
+
+    def graph_changed(self, *, run: RunState, **_: Any) -> None:
+        self._write("graph_changed", graph=run.graph.to_dict(),
+                    nodes={nid: node.kind for nid, node in run.nodes.items()})
+
+    def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        self._write("node_started", node=node.id)
+
+    def node_info(self, *, run: RunState, node: NodeRun, info: runtime_info.RuntimeInfo,
+                  **_: Any) -> None:
+        if isinstance(info, runtime_info.Progress) and info.done != info.total:
+            key, now = (node.id, info.name), time.monotonic()
+            if now - self._last.get(key, 0.0) < PROGRESS_INTERVAL:
+                return
+            self._last[key] = now
+        self._write("node_info", node=node.id, info=info_to_dict(info))
+
+    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        self._write("node_finished", node=node_entry(node))
+
+    def run_finished(self, *, run: RunState, **_: Any) -> None:
+        self._write("run_finished", run={
+            "status": run.status, "ended": run.ended, "result": summary(run.result),
+            "error": run.error, "failed_step": run.failed_step, "metrics": run.metrics})
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (it reopens on the next event)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def follow(path: Path | str, *, poll: float = 0.1, alive: Callable[[], bool] | None = None,
+           stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """The events of ``path`` as they are written, until ``run_finished``.
+
+    Waits for the file to appear. Stops early when ``stop()`` is true, or when ``alive()`` is
+    false and no new line came (the writer is gone). Only complete lines are read.
+    """
+    path = Path(path)
+    offset, pending = 0, b""
+    while True:
+        grew = False
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            offset += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                grew = True
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                yield event
+                if event.get("event") == "run_finished":
+                    return
+        if stop is not None and stop():
+            return
+        if not grew and alive is not None and not alive():
+            return
+        if not grew:
+            time.sleep(poll)
+
+
+class Replay:
+    """Applies logged events to a run and calls observers as the original run did.
+
+    ``run`` is the run to update (the papermill launcher's own); without one, ``run_started``
+    builds it. ``skip`` names events to ignore (the papermill launcher starts and ends the run
+    itself).
+    """
+
+    def __init__(self, observers: Observer, run: RunState | None = None,
+                 skip: frozenset[str] = frozenset()) -> None:
+        self.observers = observers
+        self.run = run
+        self.skip = skip
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Apply one event."""
+        kind = event.get("event")
+        if kind in self.skip:
+            return
+        if kind == "run_started":
+            self._start(event["run"])
+            return
+        run = self.run
+        if run is None:
+            return
+        if kind == "graph_changed":
+            run.graph = DescribedGraph.from_dict(event.get("graph"))
+            for nid, node_kind in (event.get("nodes") or {}).items():
+                run.nodes.setdefault(nid, NodeRun(id=nid, kind=node_kind))
+            self.observers.graph_changed(run=run)
+        elif kind == "node_started":
+            node = self._node(str(event.get("node")))
+            node.status = "running"
+            self.observers.node_started(run=run, node=node)
+        elif kind == "node_info":
+            info = info_from_dict(event.get("info") or {})
+            if info is not None:
+                self.observers.node_info(run=run, node=self._node(str(event.get("node"))),
+                                         info=info)
+        elif kind == "node_finished":
+            data = event.get("node") or {}
+            node = self._node(str(data.get("id")))
+            for name in ("status", "key", "duration", "reasons", "metrics", "error"):
+                if name in data:
+                    setattr(node, name, data[name])
+            self.observers.node_finished(run=run, node=node)
+        elif kind == "run_finished":
+            data = event.get("run") or {}
+            run.status = data.get("status", run.status)
+            run.ended = data.get("ended") or time.time()
+            run.result, run.error = data.get("result"), data.get("error")
+            run.failed_step, run.metrics = data.get("failed_step"), data.get("metrics") or {}
+            self.observers.run_finished(run=run)
+
+    def _node(self, node_id: str) -> NodeRun:
+        assert self.run is not None
+        node = self.run.nodes.get(node_id)
+        if node is None:
+            node = self.run.nodes[node_id] = NodeRun(id=node_id, kind="step")
+        return node
+
+    def _start(self, header: dict[str, Any]) -> None:
+        self.run = RunState(
+            run_id=header["run_id"], workflow=header.get("workflow") or "",
+            parameters=header.get("parameters") or {},
+            graph=DescribedGraph.from_dict(header.get("graph")),
+            nodes={nid: NodeRun(id=nid, kind=k) for nid, k in (header.get("nodes") or {}).items()},
+            root=header.get("root"), store=header.get("store"),
+            started=header.get("started") or time.time(), kind=header.get("kind") or "workflow")
+        self.observers.run_started(run=self.run)

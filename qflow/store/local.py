@@ -209,9 +209,11 @@ class Store:
         self._objects_str = str(self._objects)
         self._stamps = str(self.root / "stamps")
         self._tmp = self.root / "tmp"
+        self._tmp_str = str(self._tmp)
         self._verified: set[str] = set()
         self._unsynced: list[Path] = []
-        self._staged: dict[Path, Stats] = {}  # staged folder -> stat of its large files
+        # staged object -> the stat of its large files (a folder), or None (a blob)
+        self._staged: dict[Path, Stats | None] = {}
         self._stamp_later: dict[str, tuple[Stats, bool]] = {}  # key -> (stats, needs fsync)
         self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
@@ -256,7 +258,7 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
     def new_tmp(self) -> Path:
         """A fresh path in ``tmp/`` owned by this process (removed if the process dies)."""
-        return self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
+        return Path(f"{self._tmp_str}/{self._tmp_prefix}{next(self._counter)}")
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
         """Store ``outputs`` (value, declared factory or None) under ``key``, atomically.
@@ -298,14 +300,18 @@ class Store:
     def commit(self, key: str, tmp: Path) -> None:
         """Publish the object staged at ``tmp`` (a blob file or a folder) under ``key``."""
         base = self._base(key)
-        is_folder = tmp in self._staged or tmp.is_dir()
+        if tmp in self._staged:
+            stats = self._staged[tmp]
+            is_folder = stats is not None
+        else:
+            stats, is_folder = None, tmp.is_dir()
         final = Path(base if is_folder else base + BLOB)
         try:
             won = publish(tmp, final, folder=is_folder)
         except OSError as exc:
             self.discard(tmp)
             raise write_error(exc, self.root) from exc
-        stats = self._staged.pop(tmp, None)
+        self._staged.pop(tmp, None)
         if won and stats:  # stamped once the sync has made them durable
             self._stamp_later[key] = (stats, False)
         self._unsynced.append(final)
@@ -343,6 +349,7 @@ class Store:
         with open(tmp, "wb") as f:
             f.write(json.dumps(manifest).encode() + b"\n")
             f.write(data)
+        self._staged[tmp] = None
         return manifest
 
     def _write_folder(self, tmp: Path, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],

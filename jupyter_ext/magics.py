@@ -136,15 +136,17 @@ class QFlowMagics(Magics):
         if not args.name.isidentifier():
             raise UsageError(f"Invalid step name {args.name!r}: use a Python identifier.\n"
                              + STEP_USAGE)
-        return self.run_step(args.name, cell, inputs=_names(args.inputs),
+        return self.run_step(args.name, cell, line=line, inputs=_names(args.inputs),
                              outputs=_names(args.outputs), cache=not args.no_cache)
 
-    def run_step(self, name: str, cell: str, **options: Any) -> Any:
+    def run_step(self, name: str, cell: str, *, line: str | None = None, **options: Any) -> Any:
         """Run the step cell ``name`` and show its status line (and its replayed output)."""
         session, shell = self.session, self.shell
         banners = next(v for v in session.views if isinstance(v, Banners))
-        label = f"In [{shell.execution_count}]"
-        runner = CellRunner(shell, cell, missing=lambda n: session.missing_name(n, notebook_path()))
+        number = _cell_number(shell)
+        label = f"In [{number}]"
+        runner = CellRunner(shell, f"%%qflow_step {line if line is not None else name}\n{cell}",
+                            number, missing=lambda n: session.missing_name(n, notebook_path()))
         try:
             outcome = session.step(name, shell.transform_cell(cell), runner, source=cell,
                                    cell=label, cell_id=_cell_id(shell), **options)
@@ -191,7 +193,7 @@ class QFlowMagics(Magics):
         says where its current output is."""
         session = self.session
         banners = next(v for v in session.views if isinstance(v, Banners))
-        here = f"In [{self.shell.execution_count}]"
+        here = f"In [{_cell_number(self.shell)}]"
         done = []
         while stale := session.stale():
             step = stale[0]
@@ -222,8 +224,14 @@ class _HTML:
 
 def _cell_id(shell: Any) -> str | None:
     """The id of the running cell, when the front end sends it (JupyterLab does)."""
-    info = getattr(shell, "_qflow_cell_id", None)
-    return info if isinstance(info, str) else None
+    cell_id, _ = getattr(shell, "_qflow_cell", (None, None))
+    return cell_id if isinstance(cell_id, str) else None
+
+
+def _cell_number(shell: Any) -> int:
+    """The running cell's execution count (IPython counts the next cell while one runs)."""
+    _, number = getattr(shell, "_qflow_cell", (None, None))
+    return number if isinstance(number, int) else shell.execution_count
 
 
 def _runs_table(session: Session, workflow: str | None) -> _HTML:
@@ -306,5 +314,5 @@ def _remember_cell_id(info: Any) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
-    if shell is not None:
-        shell._qflow_cell_id = getattr(info, "cell_id", None)
+    if shell is not None:  # the count is already the next cell's when pre_run_cell fires
+        shell._qflow_cell = (getattr(info, "cell_id", None), shell.execution_count - 1)

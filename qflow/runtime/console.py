@@ -35,7 +35,8 @@ class Console(Observer):
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         steps = sum(1 for n in run.nodes.values() if n.kind == "step")
-        self._print(f"Run {run.run_id} of {run.workflow} ({steps} step{'s' * (steps != 1)})")
+        what = "a notebook" if run.kind == "notebook" else f"{steps} step{'s' * (steps != 1)}"
+        self._print(f"Run {run.run_id} of {run.workflow} ({what})")
 
     def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo, **_: Any) -> None:
         if not self.bars or not isinstance(info, Progress):

@@ -91,6 +91,53 @@ def signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyword_parameters(fn: Callable[..., Any]) -> tuple[tuple[str, ...], int, frozenset[str]] | None:
+    """``fn``'s parameter names, how many may be given by position, and the required ones, if
+    every parameter can be passed by keyword (no ``*args``, ``**kwargs`` or positional-only
+    ones); else ``None``."""
+    params = signature(fn).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        return None
+    return (tuple(p.name for p in params),
+            sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in params),
+            frozenset(p.name for p in params if p.default is p.empty))
+
+
+def bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of the call ``fn(*args, **kwargs)`` by parameter name, in parameter order,
+    as ``inspect.Signature.bind`` gives them (defaults not filled in).
+
+    Steps' ``apply()`` methods are bound once per call while a workflow is built; the common
+    shape (every parameter passable by keyword) is bound here without ``inspect``, any
+    other shape, and every mistake (a missing or unknown argument), by ``inspect``.
+
+    Raises:
+        TypeError: the arguments do not fit the signature (``inspect``'s message).
+    """
+    known = _keyword_parameters(fn)
+    if known is not None:
+        names, positional, required = known
+        if len(args) <= positional:
+            bound = dict(zip(names, args, strict=False))  # args may stop early
+            if not kwargs or (kwargs.keys().isdisjoint(bound) and kwargs.keys() <= set(names)):
+                if kwargs:
+                    bound.update(kwargs)
+                    bound = {n: bound[n] for n in names if n in bound}
+                if required <= bound.keys():
+                    return bound
+    return dict(signature(fn).bind(*args, **kwargs).arguments)
+
+
+def call(fn: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    """Call ``fn`` with ``arguments`` as :func:`bind` gave them."""
+    if _keyword_parameters(fn) is not None:
+        return fn(**arguments)
+    bound = signature(fn).bind_partial()
+    bound.arguments = arguments  # type: ignore[assignment]
+    return fn(*bound.args, **bound.kwargs)
+
+
 class _TracedApply:
     """A step's ``apply``: traced into the graph when called with proxies, else plain Python.
 
@@ -103,7 +150,7 @@ class _TracedApply:
         functools.update_wrapper(self, original)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        return self if instance is None else functools.partial(self.__call__, instance)
+        return self if instance is None else types.MethodType(self, instance)
 
     def __call__(self, step: Any, *args: Any, **kwargs: Any) -> Any:
         tracer = ACTIVE_TRACER.get()

@@ -15,7 +15,7 @@ import os
 import typing
 from typing import Any
 
-from qflow.dsl.decorators import Provider, WorkflowBase, signature
+from qflow.dsl.decorators import Provider, WorkflowBase, bind
 from qflow.dsl.proxy import ACTIVE_TRACER, PendingGenerator, Proxy, Tracer, user_location
 from qflow.errors import GraphBuildError
 from qflow.graph.graph import Graph, Node
@@ -110,13 +110,11 @@ class _GraphTracer(Tracer):
                     hint=f"Write `x = yield from {value.step}(...).apply(...)`.",
                 )
         original = cls.apply.__qflow_original__
-        sig = signature(original)
         try:
-            bound = sig.bind(step, *args, **kwargs)
+            inputs = bind(original, (step, *args), kwargs)
         except TypeError as exc:
             raise GraphBuildError(f"{_where()}: {cls.__name__}.apply(): {exc}.") from None
-        inputs = dict(bound.arguments)
-        inputs.pop(next(iter(sig.parameters)))
+        del inputs[next(iter(inputs))]  # the step itself
         generator, annotations, unpack = _outputs(original)
         node = self.graph.add(
             Node(

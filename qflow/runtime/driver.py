@@ -7,6 +7,11 @@ which computes it in this process or elsewhere and answers with the key its outp
 under. Independent nodes are in flight together when the runner computes out of process.
 The driver says why each node ran, reports every event to the observers (console, run
 record, trackers, widgets) and loads only the values the workflow's result needs.
+
+A node computed in this process gets no key when nothing needs one: when neither it nor any
+node downstream of it is cached (every node of a run with caching off), nothing is looked
+up or stored, so its key would only cost time. The in-process runner keeps a value in memory
+until the last node that reads it has run (or the run ends, for the workflow's result).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Protocol
 from qflow.dsl.proxy import Proxy
 from qflow.errors import IntegrityError, QFlowError, StepError
 from qflow.graph.explain import explain
-from qflow.graph.graph import Graph, Node, map_leaves
+from qflow.graph.graph import Graph, Node, map_leaves, proxies_in
 from qflow.graph.keys import components, digest
 from qflow.runtime.events import Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
@@ -53,7 +58,7 @@ class InProcess:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.memory: dict[tuple[str, int], Any] = {}
+        self.memory: dict[tuple[str, int], Any] = {}  # (node, output index) -> value
         self._on_info: Any = None
 
     def start(self, run: RunState, on_info: Any) -> None:  # noqa: D102
@@ -65,6 +70,11 @@ class InProcess:
 
     def wait(self) -> list[TaskResult]:  # noqa: D102
         return []  # every task finished when it was submitted
+
+    def release(self, node: str, outputs: int) -> None:
+        """Forget the values of ``node``: every node that reads them has run."""
+        for index in range(outputs):
+            self.memory.pop((node, index), None)
 
     def stop(self) -> None:  # noqa: D102
         self.memory.clear()
@@ -92,8 +102,41 @@ class Driver:
         self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
         self._settled: set[str] = set()
+        self._upstream = {nid: node.upstream for nid, node in graph.nodes.items()}
+        self._keyed = self._needing_keys()
+        self._readers = self._count_readers()
 
     # -- keys and cache decisions -------------------------------------------------------------
+    def _needing_keys(self) -> set[str]:
+        """The nodes whose key is computed: the cached ones and every node they read from,
+        directly or not; every node when tasks compute out of process (values then travel
+        through the store, by key)."""
+        if not self.runner.in_process:
+            return set(self.graph.nodes)
+        keyed: set[str] = set()
+        for node in reversed(self.graph.nodes.values()):  # readers before what they read
+            if node.id in keyed or self._cacheable(node):
+                keyed.add(node.id)
+                keyed.update(self._upstream[node.id])
+        return keyed
+
+    def _count_readers(self) -> dict[str, int]:
+        """How many nodes read each node's values, for the nodes whose values may be dropped
+        from memory once those have settled. Kept to the end: the workflow's result, and the
+        values of an uncached node read by a cached one (if that one's stored copy turns out
+        damaged, it is recomputed from them)."""
+        if getattr(self.runner, "release", None) is None:
+            return {}
+        readers = dict.fromkeys(self.graph.nodes, 0)
+        kept = {p.node for p in proxies_in(self.graph.result)}
+        for nid, upstream in self._upstream.items():
+            cached = self._cacheable(self.graph.nodes[nid])
+            for up in upstream:
+                readers[up] += 1
+                if cached and not self._cacheable(self.graph.nodes[up]):
+                    kept.add(up)
+        return {nid: n for nid, n in readers.items() if nid not in kept}
+
     def declared(self, node: Node) -> list[Any]:
         """The factory each output's annotation asks for (``None``: chosen by the value)."""
         if node.kind == "input":
@@ -121,10 +164,12 @@ class Driver:
 
     def _visit(self, node: Node) -> None:
         record = self.run_state.nodes[node.id]
-        declared = self.declared(node)
-        comps = components(node, self.keys, [f.ident if f else None for f in declared], self.root)
-        record.components = comps
-        record.key = self.keys[node.id] = self._planned[node.id] = digest(comps)
+        if node.id in self._keyed:
+            declared = self.declared(node)
+            comps = components(node, self.keys, [f.ident if f else None for f in declared],
+                               self.root)
+            record.components = comps
+            record.key = self.keys[node.id] = self._planned[node.id] = digest(comps)
         if self._inline(node):
             record.status = "inline" if node.kind == "provider" else "input"
             self._settle(node)
@@ -143,15 +188,25 @@ class Driver:
             record.reasons = ["caching is off for this step" if self.cache else "caching is off"]
         else:
             previous = self.previous.get(node.id)
-            upstream = {self.keys[u]: u for u in node.upstream}
-            record.reasons = explain(previous, comps, upstream) or [
+            upstream = {self.keys[u]: u for u in self._upstream[node.id]}
+            record.reasons = explain(previous, record.components or {}, upstream) or [
                 "it failed last time" if previous and previous.get("_failed")
                 else "artifact missing from the store"]
         self._submit(node)
 
     def _settle(self, node: Node) -> None:
+        again = node.id in self._settled  # recomputed: its stored copy was damaged
         self._settled.add(node.id)
         self.observer.node_finished(run=self.run_state, node=self.run_state.nodes[node.id])
+        if again:
+            return
+        for nid in self._upstream[node.id]:  # drop values no other node will read
+            left = self._readers.get(nid)
+            if left is not None:
+                self._readers[nid] = left - 1
+                if left == 1:
+                    self.runner.release(  # type: ignore[attr-defined]
+                        nid, len(self.graph.nodes[nid].outputs))
 
     # -- tasks --------------------------------------------------------------------------------
     def _ref(self, value: Any) -> Any:
@@ -167,7 +222,7 @@ class Driver:
         if node.kind == "provider" and not node.obj.cache:
             return Inline(node.obj)
         scratch = not self._cacheable(node) and not self.runner.in_process
-        return Ref(node.id, self.keys[node.id], value.index, scratch)
+        return Ref(node.id, self.keys.get(node.id, ""), value.index, scratch)
 
     def task(self, node: Node) -> NodeTask:
         """The task that computes ``node``."""
@@ -175,7 +230,7 @@ class Driver:
             run_id=self.run_state.run_id, node=node.id, kind=node.kind, obj=node.obj,
             inputs={k: self._ref(v) for k, v in node.inputs.items()}, outputs=len(node.outputs),
             unpack=node.unpack, generator=node.generator, factories=self.declared(node),
-            key=self._planned[node.id],
+            key=self._planned.get(node.id),
             cache=self._cacheable(node), store=self.location,
             root=str(self.root) if self.root is not None else None, location=node.location)
 
@@ -184,7 +239,7 @@ class Driver:
         record.status = "running"
         record.metrics = []
         self.observer.node_started(run=self.run_state, node=record)
-        after = [self._flying[u] for u in node.upstream if u in self._flying]
+        after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying]
         handle = self.runner.submit(self.task(node), after)
         if self.runner.in_process:
             self._finish(node, handle)
@@ -221,7 +276,8 @@ class Driver:
         record.metrics = result.metrics
         for metric in result.metrics:
             self._promote(node, metric["name"], metric["value"])
-        record.key = self.keys[node.id] = result.key
+        if result.key:
+            record.key = self.keys[node.id] = result.key
         record.status = "ran"
         self._settle(node)
         for waiting in self._after.pop(node.id, []):
@@ -251,7 +307,7 @@ class Driver:
         while waiting or self._flying:
             still = []
             for node in waiting:
-                if all(self._known(u) for u in node.upstream):
+                if all(self._known(u) for u in self._upstream[node.id]):
                     self._visit(node)
                 else:
                     still.append(node)
@@ -318,7 +374,7 @@ class Driver:
         finally:
             for nid, record in run.nodes.items():
                 if record.status in ("pending", "running"):
-                    queued = any(u not in self._settled for u in self.graph.nodes[nid].upstream)
+                    queued = any(u not in self._settled for u in self._upstream[nid])
                     stopped = "pruned" if run.status == "pruned" else "failed"
                     record.status = "skipped" if record.status == "pending" or queued \
                         else stopped

@@ -25,8 +25,25 @@ from typing import Any
 from qflow.graph.described import DescribedGraph
 from qflow.runtime import info as runtime_info
 from qflow.runtime.events import NodeRun, Observer, RunState
+from qflow.runtime.lines import LineFile
 
 PROGRESS_INTERVAL = 0.1  # seconds between two logged updates of one progress bar
+_ENCODER = json.JSONEncoder(default=repr)
+
+
+def dumps(fields: dict[str, Any], **encoded: str) -> str:
+    """The JSON object of ``fields`` (a ``repr`` for what JSON cannot hold), followed by the
+    members ``encoded`` gives as JSON text already (a run's graph, encoded once per run)."""
+    text = _ENCODER.encode(fields)
+    if not encoded:
+        return text
+    members = ", ".join(f"{_ENCODER.encode(name)}: {value}" for name, value in encoded.items())
+    return f"{text[:-1]}{', ' if fields else ''}{members}}}"
+
+
+def graph_json(run: RunState) -> str:
+    """``run``'s graph as JSON text (``null`` without one)."""
+    return _ENCODER.encode(run.graph.to_dict()) if run.graph is not None else "null"
 
 
 def summary(value: Any) -> Any:
@@ -53,13 +70,15 @@ def info_from_dict(data: dict[str, Any]) -> runtime_info.RuntimeInfo | None:
         return None
 
 
-def run_header(run: RunState) -> dict[str, Any]:
-    """What a ``run_started`` event says about the run."""
-    return {"run_id": run.run_id, "workflow": run.workflow, "kind": run.kind,
-            "parameters": run.parameters, "graph": run.graph.to_dict() if run.graph else None,
-            "nodes": {nid: node.kind for nid, node in run.nodes.items()},
-            "started": run.started, "root": str(run.root) if run.root else None,
-            "store": str(run.store) if run.store else None}
+def run_header(run: RunState, graph: str | None = None) -> str:
+    """What a ``run_started`` event says about the run, as JSON; ``graph`` is the run's graph
+    as :func:`graph_json` gives it (made here if not given)."""
+    return dumps({"run_id": run.run_id, "workflow": run.workflow, "kind": run.kind,
+                  "parameters": run.parameters,
+                  "nodes": {nid: node.kind for nid, node in run.nodes.items()},
+                  "started": run.started, "root": str(run.root) if run.root else None,
+                  "store": str(run.store) if run.store else None},
+                 graph=graph if graph is not None else graph_json(run))
 
 
 def node_entry(node: NodeRun) -> dict[str, Any]:
@@ -68,30 +87,32 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
 
 
 class EventLog(Observer):
-    """Appends a run's events to a JSON-lines file, flushed as they happen."""
+    """Appends a run's events to a JSON-lines file; each line is in the file within
+    :data:`~qflow.runtime.lines.FLUSH_INTERVAL` seconds (:class:`~qflow.runtime.lines.LineFile`).
+
+    The run recorder hands ``run_started`` and ``graph_changed`` the run's graph as JSON
+    (``graph=``) and ``node_finished`` the node's entry (``entry=``), which it encodes once
+    for its own files too.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._file: Any = None
+        self._lines = LineFile(self.path)
         self._last: dict[tuple[str, str], float] = {}
 
-    def _write(self, event: str, **fields: Any) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._file.write(json.dumps({"event": event, "t": time.time(), **fields},
-                                    default=repr) + "\n")
-        self._file.flush()
+    def _write(self, event: str, fields: dict[str, Any] | None = None, **encoded: str) -> None:
+        self._lines.write(dumps({"event": event, "t": time.time(), **(fields or {})},
+                                **encoded) + "\n")
 
-    def run_started(self, *, run: RunState, **_: Any) -> None:
-        self._write("run_started", run=run_header(run))
+    def run_started(self, *, run: RunState, graph: str | None = None, **_: Any) -> None:
+        self._write("run_started", run=run_header(run, graph))
 
-    def graph_changed(self, *, run: RunState, **_: Any) -> None:
-        self._write("graph_changed", graph=run.graph.to_dict(),
-                    nodes={nid: node.kind for nid, node in run.nodes.items()})
+    def graph_changed(self, *, run: RunState, graph: str | None = None, **_: Any) -> None:
+        self._write("graph_changed", {"nodes": {nid: node.kind for nid, node in run.nodes.items()}},
+                    graph=graph if graph is not None else graph_json(run))
 
     def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        self._write("node_started", node=node.id)
+        self._write("node_started", {"node": node.id})
 
     def node_info(self, *, run: RunState, node: NodeRun, info: runtime_info.RuntimeInfo,
                   **_: Any) -> None:
@@ -100,22 +121,21 @@ class EventLog(Observer):
             if now - self._last.get(key, 0.0) < PROGRESS_INTERVAL:
                 return
             self._last[key] = now
-        self._write("node_info", node=node.id, info=info_to_dict(info))
+        self._write("node_info", {"node": node.id, "info": info_to_dict(info)})
 
-    def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        self._write("node_finished", node=node_entry(node))
+    def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
+                      **_: Any) -> None:
+        self._write("node_finished", node=entry or _ENCODER.encode(node_entry(node)))
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
-        self._write("run_finished", run={
+        self._write("run_finished", {"run": {
             "status": run.status, "ended": run.ended, "result": summary(run.result),
-            "error": run.error, "failed_step": run.failed_step, "metrics": run.metrics})
+            "error": run.error, "failed_step": run.failed_step, "metrics": run.metrics}})
         self.close()
 
     def close(self) -> None:
-        """Close the file (it reopens on the next event)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Write what is queued and close the file (it reopens on the next event)."""
+        self._lines.close()
 
 
 def follow(path: Path | str, *, poll: float = 0.1, alive: Callable[[], bool] | None = None,

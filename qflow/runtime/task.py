@@ -10,20 +10,23 @@ driver's memory, so a task computes the same in-process or on a Dask worker.
 Where values go: a cached node's outputs are saved in the store under its key. A node with
 caching off gets a key derived from its outputs' content (so downstream keys see what this
 run produced); its outputs go to ``memory`` in-process, or to the run's scratch area of the
-store when the task runs elsewhere (removed when the run ends). Providers with caching off
+store when the task runs elsewhere (removed when the run ends). In-process, a node that
+neither is cached nor feeds a cached node gets no key at all (``key=None``): its outputs
+only go to ``memory``. Providers with caching off
 (``providers.file``, ``providers.factory_load``) travel inside the tasks that read them and
 are evaluated there: storing their output would only copy data already on disk.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qflow.dsl.decorators import Provider, signature
+from qflow.dsl.decorators import Provider, call, signature
 from qflow.errors import IntegrityError, QFlowError, user_traceback
 from qflow.graph.graph import map_leaves
 from qflow.graph.keys import digest, value_digest
@@ -64,7 +67,8 @@ class NodeTask:
             upstream values, nested in lists, tuples and dicts as the workflow passed them.
         outputs: how many outputs; ``unpack`` whether they come as a ``tuple[...]``.
         factories: the factory each output's annotation asks for (``None``: by the value).
-        key: the node's cache key.
+        key: the node's cache key; ``None`` when nothing needs one (the task then computes
+            in-process and its outputs only go to ``memory``).
         cache: save the outputs in the store under ``key``; otherwise derive a key from the
             outputs' content and keep them in memory or scratch.
         store: where the store is (a ``StoreLocation``, opened by the process that computes).
@@ -80,7 +84,7 @@ class NodeTask:
     unpack: bool
     generator: bool
     factories: list[Any]
-    key: str
+    key: str | None
     cache: bool
     store: Any
     root: str | None = None
@@ -89,7 +93,8 @@ class NodeTask:
 
 @dataclass
 class TaskResult:
-    """What computing a task produced: never the values, only where they are."""
+    """What computing a task produced: never the values, only where they are (``key`` is
+    empty for a task without a key)."""
 
     node: str
     status: TaskStatus
@@ -104,6 +109,7 @@ class TaskResult:
 
 
 Emit = Callable[[RuntimeInfo], None]
+_MISSING = object()
 
 
 class DamagedInput(Exception):
@@ -135,11 +141,13 @@ class Context:
 
     def load(self, ref: Ref) -> Any:
         """The value ``ref`` stands for (memory first, then the store)."""
-        if self.memory is not None and (ref.key, ref.index) in self.memory:
-            return self.memory[(ref.key, ref.index)]
+        if self.memory is not None:
+            value = self.memory.get((ref.node, ref.index), _MISSING)
+            if value is not _MISSING:
+                return value
         value = (self.scratch if ref.scratch else self.store).load(ref.key, ref.index)
         if self.memory is not None:
-            self.memory[(ref.key, ref.index)] = value
+            self.memory[(ref.node, ref.index)] = value
         return value
 
     def resolve(self, value: Any) -> Any:
@@ -155,6 +163,11 @@ class Context:
         if isinstance(value, Inline):
             return call_provider(value.provider, self.root)
         return value
+
+
+@functools.lru_cache(maxsize=64)
+def _path(root: str | None) -> Path | None:
+    return Path(root) if root else None
 
 
 def call_provider(provider: Provider, root: Path | None) -> Any:
@@ -173,10 +186,8 @@ def _call(task: NodeTask, context: Context, emit: Emit, metrics: list[dict[str, 
         return call_provider(task.obj, context.root)
     step = task.obj
     fn = type(step).apply.__qflow_original__
-    sig = signature(fn)
-    bound = sig.bind_partial()
-    bound.arguments = {next(iter(sig.parameters)): step,
-                       **{k: context.resolve(v) for k, v in task.inputs.items()}}
+    arguments = {next(iter(signature(fn).parameters)): step,
+                 **{k: context.resolve(v) for k, v in task.inputs.items()}}
     last: list[Any] = [None]  # reported, then also yielded (``yield bar.update(1)``): once
 
     def forward(info: RuntimeInfo) -> None:
@@ -187,7 +198,7 @@ def _call(task: NodeTask, context: Context, emit: Emit, metrics: list[dict[str, 
 
     token = REPORTER.set(forward)  # qflow.report() in apply() or anything it calls
     try:
-        output = fn(*bound.args, **bound.kwargs)
+        output = call(fn, arguments)
         if not task.generator:
             return output
         while True:
@@ -226,7 +237,7 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
 
     Args:
         store: the opened store; by default ``task.store`` is opened in this process.
-        memory: in-process values by ``(key, output index)``; given, values of nodes with
+        memory: in-process values by ``(node, output index)``; given, values of nodes with
             caching off stay there instead of going to the run's scratch area.
         emit: called with each runtime info the step yields, while it runs.
 
@@ -238,7 +249,7 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
         from qflow.store.location import open_store
 
         store = open_store(task.store)
-    context = Context(store, task.run_id, memory, Path(task.root) if task.root else None)
+    context = Context(store, task.run_id, memory, _path(task.root))
     metrics: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -261,7 +272,11 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
                       error=user_traceback(exc), exception=exc)
     duration = time.perf_counter() - started
     if task.cache:
-        key, target = task.key, store
+        key, target = task.key or "", store
+    elif task.key is None:  # nothing reads a key of this node: its values stay in memory
+        if memory is None:
+            raise ValueError(f"task {task.node} has no key but no memory to keep its values in")
+        key, target = "", None
     else:  # downstream keys must see what this run produced
         key = digest([task.key, [value_digest(o) for o in outputs]])
         target = None if memory is not None else context.scratch
@@ -274,5 +289,5 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
             return result("failed", message=message, error=message, hint=exc.hint)
     if memory is not None:
         for i, value in enumerate(outputs):
-            memory[(key, i)] = value
+            memory[(task.node, i)] = value
     return TaskResult(node=task.node, status="ran", key=key, duration=duration, metrics=metrics)

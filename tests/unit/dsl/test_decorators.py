@@ -114,3 +114,29 @@ def test_progress_bar_and_metric():
     assert (event.done, event.total, event.message) == (3, 4, "loss=0.1")
     assert isinstance(event, qflow.RuntimeInfo)
     assert qflow.Metric(name="loss", value=0.5, step=2).step == 2
+
+
+def _plain(self, a, b=2, *, c=3): ...
+def _required_keyword(self, a, *, c): ...
+def _positional_only(self, a, /, b=2): ...
+def _variadic(self, *values, **options): ...
+
+
+@pytest.mark.parametrize("fn", [_plain, _required_keyword, _positional_only, _variadic])
+@pytest.mark.parametrize("args, kwargs", [
+    ((1,), {}), ((1, 5), {}), ((1,), {"b": 5}), ((1,), {"c": 4, "b": 5}), ((), {"a": 1}),
+    ((1, 5, 6), {}), ((1,), {"a": 1}), ((1,), {"d": 1}), ((), {}), ((1,), {"c": 4}),
+])
+def test_bind_gives_what_inspect_gives(fn, args, kwargs):
+    import inspect
+
+    from qflow.dsl.decorators import bind
+
+    try:
+        expected = dict(inspect.signature(fn).bind("step", *args, **kwargs).arguments)
+    except TypeError as exc:
+        with pytest.raises(TypeError, match=str(exc)):
+            bind(fn, ("step", *args), kwargs)
+        return
+    bound = bind(fn, ("step", *args), kwargs)
+    assert bound == expected and list(bound) == list(expected)

@@ -267,3 +267,93 @@ def test_named_nodes_name_the_records_and_tracked_metrics(tmp_path):
     assert "scorer.size" in tracked.history and tracked.tags["qflow.step.scorer.status"] == "ran"
     again = run(Twice(), tmp_path)
     assert again.nodes["scorer"].status == "cached"
+
+
+ALIVE: list = []  # weak references to values steps returned
+
+
+class Box:
+    """A value that can be referred to weakly."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+@qflow.step
+class MakeBox:
+    def apply(self, seed: int) -> Box:
+        import weakref
+
+        box = Box(seed)
+        ALIVE.append(weakref.ref(box))
+        return box
+
+
+@qflow.step
+class Unbox:
+    def apply(self, box: Box) -> int:
+        return box.n
+
+
+@qflow.step
+class Released:
+    def apply(self, n: int) -> list:
+        import gc
+
+        gc.collect()
+        return [ref() is None for ref in ALIVE]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_value_leaves_memory_once_its_last_reader_ran(tmp_path, cache):
+    @qflow.workflow
+    class W:
+        def run(self, seed: int = 1) -> list:
+            return Released().apply(Unbox().apply(MakeBox().apply(seed)))
+
+    ALIVE.clear()
+    assert run(W(), tmp_path, cache=cache).result == [True]
+
+
+def test_cache_off_computes_no_keys(tmp_path):
+    state = run(Flow(), tmp_path, cache=False)
+    assert state.result == 6.0
+    assert {n.key for n in state.nodes.values()} == {None}
+    assert all(n.components is None for n in state.nodes.values())
+    assert state.nodes["Train"].reasons == ["caching is off"]
+
+
+def test_an_uncached_step_keeps_its_value_for_a_damaged_cached_reader(tmp_path):
+    @qflow.step
+    class Double:
+        factor: int = 2
+
+        def apply(self, values: list) -> list:
+            RAN.append("Double")
+            return [v * self.factor for v in values]
+
+    @qflow.step
+    class Total:
+        offset: int = 0
+
+        def apply(self, values: list) -> int:
+            RAN.append("Total")
+            return sum(values) + self.offset
+
+    @qflow.workflow
+    class W:
+        offset: int = 0
+
+        def run(self, seed: int = 1) -> int:
+            return Total(offset=self.offset).apply(Double().apply(Noise().apply(
+                Source().apply(seed))))
+
+    first = run(W(), tmp_path)
+    key = first.nodes["Double"].key
+    blob = tmp_path / ".qflow/store/objects" / key[:2] / f"{key}.blob"
+    data = blob.read_bytes()
+    assert data.endswith(b"6]")
+    blob.write_bytes(data[:-2] + b"9]")  # Double's stored copy no longer matches its checksum
+    second = run(W(offset=1), tmp_path)  # Total must run and reads the damaged copy
+    assert RAN == ["Noise", "Double", "Total"] and second.result == 13
+    assert "corrupt" in second.nodes["Double"].reasons[0]

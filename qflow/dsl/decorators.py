@@ -56,6 +56,17 @@ class QFlowModel(BaseModel):
             ) from None
 
 
+def labels_of(model: QFlowModel) -> dict[str, str]:
+    """The labels ``label_info`` gave ``model`` (read without pydantic's ``__getattr__``,
+    which costs microseconds per private attribute; graphs read these once per step call)."""
+    return model.__pydantic_private__["_qflow_labels"]  # type: ignore[index]
+
+
+def name_of(model: QFlowModel) -> str | None:
+    """The node name ``qflow.name`` gave ``model``, if any (read as :func:`labels_of`)."""
+    return model.__pydantic_private__["_qflow_name"]  # type: ignore[index]
+
+
 class StepBase(QFlowModel):
     """Base class ``@qflow.step`` adds; ``apply()`` holds the step's logic."""
 

@@ -15,7 +15,7 @@ import os
 import typing
 from typing import Any
 
-from qflow.dsl.decorators import Provider, WorkflowBase, bind
+from qflow.dsl.decorators import Provider, WorkflowBase, bind, labels_of, name_of
 from qflow.dsl.proxy import ACTIVE_TRACER, PendingGenerator, Proxy, Tracer, user_location
 from qflow.errors import GraphBuildError
 from qflow.graph.graph import Graph, Node
@@ -123,7 +123,7 @@ class _GraphTracer(Tracer):
                 obj=step,
                 inputs=inputs,
                 outputs=annotations,
-                labels=dict(step._qflow_labels),
+                labels=dict(labels_of(step)),
                 generator=generator,
                 unpack=unpack,
                 location=_where(),
@@ -135,7 +135,7 @@ class _GraphTracer(Tracer):
 
     def _node_id(self, step: Any) -> str:
         """The name ``qflow.name`` gave the call, checked to be free, or ``Class``/``Class_2``."""
-        name = step._qflow_name
+        name = name_of(step)
         if name is None:
             return self.graph.unique_id(type(step).__name__)
         taken = self.graph.nodes.get(name)

@@ -22,12 +22,12 @@ from qflow.graph.graph import Node
 
 SCHEME = 1
 PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def digest(material: Any) -> str:
     """SHA-256 of the canonical JSON of ``material`` (sorted keys, no spaces)."""
-    text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(material).encode()).hexdigest()
 
 
 def value_digest(value: Any) -> str:

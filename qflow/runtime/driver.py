@@ -98,6 +98,7 @@ class Driver:
         self.keys: dict[str, str] = {}
         self.previous: dict[str, Any] = {}
         self._declared: dict[str, list[Any]] = {}
+        self._by_annotation: dict[Any, Any] = {}
         self._planned: dict[str, str] = {}  # node -> key from its components
         self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
@@ -143,8 +144,17 @@ class Driver:
             return [None]
         found = self._declared.get(node.id)
         if found is None:
-            found = self._declared[node.id] = [self.registry.for_annotation(a) for a in node.outputs]
+            found = self._declared[node.id] = [self._factory(a) for a in node.outputs]
         return found
+
+    def _factory(self, annotation: Any) -> Any:
+        try:
+            return self._by_annotation[annotation]
+        except KeyError:
+            found = self._by_annotation[annotation] = self.registry.for_annotation(annotation)
+            return found
+        except TypeError:  # an unhashable annotation
+            return self.registry.for_annotation(annotation)
 
     def _cacheable(self, node: Node) -> bool:
         if not self.cache:

@@ -50,7 +50,7 @@ class NodeRun:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for run records and trackers."""
-        return {k: v for k, v in vars(self).items()}
+        return dict(vars(self))
 
 
 @dataclass

@@ -83,7 +83,9 @@ def run_header(run: RunState, graph: str | None = None) -> str:
 
 def node_entry(node: NodeRun) -> dict[str, Any]:
     """A node as run records and events keep it (without its key components)."""
-    return {k: v for k, v in node.to_dict().items() if k != "components"}
+    entry = node.to_dict()
+    del entry["components"]
+    return entry
 
 
 class EventLog(Observer):
@@ -101,8 +103,12 @@ class EventLog(Observer):
         self._last: dict[tuple[str, str], float] = {}
 
     def _write(self, event: str, fields: dict[str, Any] | None = None, **encoded: str) -> None:
-        self._lines.write(dumps({"event": event, "t": time.time(), **(fields or {})},
-                                **encoded) + "\n")
+        line = f'{{"event": "{event}", "t": {time.time()!r}'  # as dumps() would write them
+        if fields:
+            line += f", {_ENCODER.encode(fields)[1:-1]}"
+        for name, value in encoded.items():
+            line += f', "{name}": {value}'
+        self._lines.write(line + "}\n")
 
     def run_started(self, *, run: RunState, graph: str | None = None, **_: Any) -> None:
         self._write("run_started", run=run_header(run, graph))

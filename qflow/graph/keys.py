@@ -4,6 +4,12 @@ A step's key hashes its identity and code fingerprint, its settings, the *keys* 
 upstream outputs (never their bytes), plain argument values, and the factories its
 annotations ask for. A provider's key hashes its code, its arguments and a fingerprint of the
 files it reads. Looking a key up therefore costs the same for 1 KB or 100 GB of data.
+
+A key is the SHA-256 of canonical JSON. Inside it, plain values that are bytes (``bytes``,
+numpy arrays, pickles) are digested with XXH3-128 straight from their buffer, without a copy
+(:func:`bytes_digest`). :data:`SCHEME` is the version of all of this: every key holds it, so
+changing how anything is digested changes it, and keys of another scheme are never matched
+(their steps recompute; "why it ran" says the cache scheme changed).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from qflow.dsl.proxy import Proxy
 from qflow.graph.fingerprint import code_fingerprint, qualified
 from qflow.graph.graph import Node
 
-SCHEME = 1
+SCHEME = 2
+"""The key format's version. 2: bytes, arrays and pickles digested with XXH3-128 (SHA-256 in 1)."""
 PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
@@ -30,12 +37,20 @@ def digest(material: Any) -> str:
     return hashlib.sha256(_CANONICAL.encode(material).encode()).hexdigest()
 
 
+def bytes_digest(data: Any) -> str:
+    """The XXH3-128 digest of a bytes-like ``data`` (anything with a contiguous buffer), read
+    in place."""
+    import xxhash
+
+    return str(xxhash.xxh3_128_hexdigest(data))
+
+
 def value_digest(value: Any) -> str:
     """A stable digest of a plain value (JSON data, bytes, arrays, frames, models, paths)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return digest(["v", value])
     if isinstance(value, (bytes, bytearray)):
-        return hashlib.sha256(bytes(value)).hexdigest()
+        return bytes_digest(value)
     if isinstance(value, Path):
         return digest(["path", str(value), path_fingerprint(value)])
     if isinstance(value, (list, tuple)):
@@ -48,10 +63,13 @@ def value_digest(value: Any) -> str:
     if module == "numpy" and hasattr(value, "dtype") and hasattr(value, "tobytes"):
         import numpy as np
 
-        array = np.ascontiguousarray(value)
+        array = np.ascontiguousarray(value)  # a copy only if strided
         if not array.dtype.hasobject:
-            return digest(["ndarray", str(array.dtype), array.shape,
-                           hashlib.sha256(array.tobytes()).hexdigest()])
+            try:
+                data = array.reshape(-1).view(np.uint8)  # the same buffer, no copy
+            except (TypeError, ValueError):  # a dtype without a plain buffer (zero-sized items)
+                data = array.tobytes()
+            return digest(["ndarray", str(array.dtype), array.shape, bytes_digest(data)])
     if module == "pandas":
         import pandas as pd
 
@@ -62,7 +80,7 @@ def value_digest(value: Any) -> str:
         return digest([type(value).__qualname__, value.model_dump_json()])
     import cloudpickle
 
-    return hashlib.sha256(cloudpickle.dumps(value)).hexdigest()
+    return bytes_digest(cloudpickle.dumps(value))
 
 
 def path_fingerprint(path: Path) -> Any:

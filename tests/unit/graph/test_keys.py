@@ -206,6 +206,39 @@ def test_value_digests_are_canonical():
     assert value_digest(1) != value_digest("1") != value_digest(1.0)
 
 
+def test_an_array_is_digested_in_place_by_its_contents_dtype_and_shape():
+    import tracemalloc
+
+    import numpy as np
+
+    array = np.arange(4_000_000, dtype="float64")  # 32 MB
+    tracemalloc.start()
+    try:
+        first = value_digest(array)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # no copy of the buffer
+    assert first == value_digest(array.copy())
+    assert first != value_digest(array.reshape(2000, 2000))
+    changed = array.copy()
+    changed[-1] += 1
+    assert first != value_digest(changed)
+    grid = np.arange(12.0).reshape(3, 4)
+    assert value_digest(grid.T) == value_digest(np.ascontiguousarray(grid.T))
+    assert value_digest(b"ab") == value_digest(bytearray(b"ab")) != value_digest(b"ba")
+
+
+def test_keys_of_another_scheme_say_so_when_a_step_reruns():
+    from qflow.graph.explain import explain
+    from qflow.graph.keys import SCHEME
+
+    assert SCHEME == 2  # arrays, bytes and pickles by XXH3-128: see the module's docstring
+    old = {"scheme": 1, "kind": "input", "value": "a" * 64}
+    assert explain(old, {**old, "scheme": SCHEME, "value": "b" * 64}, {}) == [
+        "value changed", "cache scheme changed"]
+
+
 def test_libraries_imported_inside_a_function_count_by_version():
     import numpy as np
 

@@ -120,11 +120,56 @@ def _distributions() -> dict[str, list[str]]:
     return metadata.packages_distributions()
 
 
+def _provides(dist: metadata.Distribution, top: str) -> bool:
+    """Whether ``dist`` installs the top-level module or package ``top`` (read as
+    ``importlib.metadata.packages_distributions`` reads it: ``top_level.txt``, else the
+    files the distribution installed)."""
+    declared = dist.read_text("top_level.txt")
+    if declared is not None:
+        return top in declared.split()
+    for file in dist.files or ():
+        parts = file.parts
+        if parts and (parts[0] if len(parts) > 1 else inspect.getmodulename(str(file))) == top:
+            return True
+    return False
+
+
+def _named_after(top: str) -> metadata.Distribution | None:
+    """The distribution named ``top`` (``numpy``, ``pandas``...) if it installs ``top``."""
+    try:
+        dist = metadata.distribution(top)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    return dist if _provides(dist, top) else None
+
+
+def _version(dist: metadata.Distribution) -> str | None:
+    """``dist``'s version, read from the head of its metadata (``dist.version`` parses all of
+    it as an e-mail message, long description included: milliseconds per library)."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line
+        if line.startswith("Version:"):
+            return line[len("Version:"):].strip()
+    return dist.version
+
+
 @functools.cache
 def library_version(top: str) -> str:
-    """The installed version of the distribution providing top-level module ``top``."""
+    """The installed version of the distribution providing top-level module ``top``.
+
+    Most libraries are distributed under their module's name, which is looked up directly;
+    only the others (``sklearn`` from ``scikit-learn``) need the map of every installed
+    distribution's modules, which takes most of a second to build where many are installed.
+    """
     if top in sys.stdlib_module_names or top == "builtins":
         return f"python-{sys.version_info[0]}.{sys.version_info[1]}"
+    named = _named_after(top)
+    if named is not None:
+        version = _version(named)
+        if version:
+            return version
     for dist in _distributions().get(top, []):
         try:
             return metadata.version(dist)

@@ -179,6 +179,16 @@ def test_library_versions_are_part_of_the_fingerprint():
     assert code_fingerprint(uses_numpy)["lib:numpy"] == np.__version__
 
 
+@pytest.mark.parametrize("top", ["numpy", "yaml", "pydantic", "sklearn", "dateutil"])
+def test_a_library_counts_by_the_version_of_the_distribution_that_installs_it(top):
+    from importlib import metadata
+
+    from qflow.graph.fingerprint import library_version
+
+    [dist, *_] = metadata.packages_distributions()[top]  # yaml: PyYAML, sklearn: scikit-learn
+    assert library_version(top) == metadata.version(dist)
+
+
 def test_closure_values_count():
     from qflow.graph.fingerprint import code_fingerprint
 

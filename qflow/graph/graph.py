@@ -88,8 +88,9 @@ class Node:
     @property
     def title(self) -> str:
         """What the node is, for people: ``Fit(alpha=0.5)``, ``factory_load(...)``, ``input``."""
-        if self.kind == "step":
-            settings = ", ".join(f"{k}={v!r}" for k, v in self.obj if not k.startswith("_"))
+        if self.kind == "step":  # the fields, as iterating the model gives them, but faster
+            settings = ", ".join(f"{k}={v!r}" for k, v in vars(self.obj).items()
+                                 if not k.startswith("_"))
             return f"{type(self.obj).__name__}({settings})"
         if self.kind == "provider":
             return repr(self.obj)
@@ -133,28 +134,29 @@ class Graph:
         (``"inputs": [{"from": "Fit", "label": "model: LinearRegression"}]``) and a step's
         settings (``"settings": {"alpha": 0.5}``, as JSON; ``{}`` for other nodes); the result's
         outputs (``"result"``, as ``Fit[0]``) and the edges into it (``"result_inputs"``)."""
-        from pydantic_core import to_jsonable_python
-
         return {
             "name": self.name,
-            "nodes": [
-                {
-                    "id": n.id,
-                    "kind": n.kind,
-                    "title": n.title,
-                    "upstream": n.upstream,
-                    "inputs": [{"from": p.node, "label": edge_label(p, param)}
-                               for param, value in n.inputs.items() for p in proxies_in(value)],
-                    "outputs": len(n.outputs),
-                    "labels": n.labels,
-                    "location": n.location,
-                    # a setting JSON cannot hold is kept as its repr
-                    "settings": to_jsonable_python(n.obj, fallback=repr) if n.kind == "step"
-                    else {},
-                }
-                for n in self.nodes.values()
-            ],
+            "nodes": [_described(n) for n in self.nodes.values()],
             "result": [f"{p.node}[{p.index}]" for p in proxies_in(self.result)],
             "result_inputs": [{"from": p.node, "label": edge_label(p, "")}
                               for p in proxies_in(self.result)],
         }
+
+
+def _described(node: Node) -> dict[str, Any]:
+    """One node of :meth:`Graph.to_dict`."""
+    from pydantic_core import to_jsonable_python
+
+    inputs = [(param, p) for param, value in node.inputs.items() for p in proxies_in(value)]
+    return {
+        "id": node.id,
+        "kind": node.kind,
+        "title": node.title,
+        "upstream": list(dict.fromkeys(p.node for _, p in inputs)),
+        "inputs": [{"from": p.node, "label": edge_label(p, param)} for param, p in inputs],
+        "outputs": len(node.outputs),
+        "labels": node.labels,
+        "location": node.location,
+        # a setting JSON cannot hold is kept as its repr
+        "settings": to_jsonable_python(node.obj, fallback=repr) if node.kind == "step" else {},
+    }

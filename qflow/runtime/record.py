@@ -1,14 +1,15 @@
 """Run records: ``<data>/runs/<run_id>/`` keeps what a run was and did, for later commands.
 
 ``record.json`` is written when the run starts (status ``running``) and replaced atomically
-when it ends (for a notebook session, also after each step cell); only the last one is made
-durable (synced), since a run still ``running`` whose process is gone reads as ``crashed``
-anyway. ``graph.json`` holds the built graph; ``nodes.jsonl`` gets a line per finished node,
-so a killed run still shows which steps completed; ``events.jsonl`` logs every event
-(``qflow.runtime.stream``). Both are written in batches, each line within 0.1 s
-(``qflow.runtime.lines``). Each node entry keeps its key and the components it was made of,
-which is how QFlow says why a step ran. The graph is encoded once per run (again when a
-notebook session's graph changes) and that text goes into every file that holds it.
+when it ends (for a notebook session, also after each step cell). The one a run ends with is
+then made durable on a background thread (``qflow.runtime.background``, done before the
+process exits); the first is not synced, since a run still ``running`` whose process is gone
+reads as ``crashed`` anyway. ``graph.json`` holds the built graph; ``nodes.jsonl`` gets a
+line per finished node, so a killed run still shows which steps completed; ``events.jsonl``
+logs every event (``qflow.runtime.stream``). Both get their lines in batches, each within
+0.1 s. Each node entry keeps its key and the components it was made of, which is how QFlow
+says why a step ran. The graph is encoded once per run (again when a notebook session's
+graph changes) and that text goes into every file that holds it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qflow.runtime.background import LineFile, sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.lines import LineFile
 from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
@@ -74,8 +75,10 @@ class RunRecorder(Observer):
         }
 
     def _write(self, run: RunState, *, sync: bool = True) -> None:
-        data = dumps(self._fields(run), graph=self._graph).encode()
-        atomic_write_bytes(self.folder(run) / "record.json", data, sync=sync)
+        path = self.folder(run) / "record.json"
+        atomic_write_bytes(path, dumps(self._fields(run), graph=self._graph).encode(), sync=False)
+        if sync:
+            sync_soon(path)
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         folder = self.folder(run)

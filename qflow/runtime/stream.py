@@ -24,8 +24,8 @@ from typing import Any
 
 from qflow.graph.described import DescribedGraph
 from qflow.runtime import info as runtime_info
+from qflow.runtime.background import LineFile
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.lines import LineFile
 
 PROGRESS_INTERVAL = 0.1  # seconds between two logged updates of one progress bar
 _ENCODER = json.JSONEncoder(default=repr)
@@ -90,7 +90,8 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
 
 class EventLog(Observer):
     """Appends a run's events to a JSON-lines file; each line is in the file within
-    :data:`~qflow.runtime.lines.FLUSH_INTERVAL` seconds (:class:`~qflow.runtime.lines.LineFile`).
+    :data:`~qflow.runtime.background.FLUSH_INTERVAL` seconds
+    (:class:`~qflow.runtime.background.LineFile`).
 
     The run recorder hands ``run_started`` and ``graph_changed`` the run's graph as JSON
     (``graph=``) and ``node_finished`` the node's entry (``entry=``), which it encodes once

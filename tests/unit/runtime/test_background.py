@@ -1,12 +1,17 @@
-"""Lines written in batches: each reaches its file within the flush interval, all on close."""
+"""Background work: lines reach their file within the flush interval (all of them on close or
+at exit), and a record is synced soon after it is written, at the latest at exit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from qflow.runtime.lines import FLUSH_INTERVAL, LineFile
+from qflow.runtime import background
+from qflow.runtime.background import FLUSH_INTERVAL, LineFile, finish, sync_soon
 
 
 def test_a_line_reaches_the_file_within_the_interval_without_a_flush(tmp_path):
@@ -43,3 +48,28 @@ def test_a_batch_the_background_thread_could_not_write_is_reported_on_close(tmp_
     time.sleep(3 * FLUSH_INTERVAL)
     with pytest.raises(OSError):
         lines.close()
+
+
+def test_what_is_queued_is_done_when_the_interpreter_exits(tmp_path):
+    code = ("import sys; from pathlib import Path; from qflow.runtime.background import LineFile;"
+            "LineFile(Path(sys.argv[1])).write('last words\\n')")  # never closed
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "lines")], check=True)
+    assert (tmp_path / "lines").read_text() == "last words\n"
+
+
+def test_a_file_queued_for_syncing_is_synced_with_its_folder(tmp_path, monkeypatch):
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, os.fstat(fd).st_dev))
+        real(fd)
+
+    path = tmp_path / "record.json"
+    path.write_text("{}")
+    monkeypatch.setattr(background.os, "fsync", fsync)
+    sync_soon(path)
+    sync_soon(tmp_path / "gone.json")  # removed meanwhile: nothing to do, no error
+    finish()
+    inode = lambda p: (os.stat(p).st_ino, os.stat(p).st_dev)  # noqa: E731
+    assert synced == [inode(path), inode(tmp_path)]

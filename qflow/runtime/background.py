@@ -1,0 +1,161 @@
+"""Work a run hands to a background thread: the lines of its record files, and the sync that
+makes its final record durable.
+
+A run adds two or three lines per step to ``nodes.jsonl`` and ``events.jsonl``; writing and
+flushing each one cost more than the step itself for small steps. A :class:`LineFile` queues
+its lines, and the background thread writes what is queued in one ``write`` at most
+:data:`FLUSH_INTERVAL` seconds after the first queued line, so a reader following the file
+(``%qflow watch``, a test waiting for a step) sees each line within that interval.
+``flush()`` and ``close()`` write at once; the run recorder closes its files when a run ends,
+however it ends (success, failure, Ctrl-C, SIGTERM).
+
+A run record is replaced atomically (written aside, renamed) and then made durable by
+:func:`sync_soon`: the ``fsync`` of the file and of its folder — two journal commits, several
+milliseconds on a busy disk — run on the background thread, so a notebook cell or a tuner's
+trial does not wait for them.
+
+At interpreter exit, whatever is still queued is done before the process ends
+(:func:`finish`), so ``qflow run`` and ``python workflow.py`` end with every line written and
+the final record durable. Only a process killed outright (SIGKILL) or a power cut can lose
+lines, those of its last :data:`FLUSH_INTERVAL` seconds; a power cut within milliseconds of
+a run's end can also leave its record unreadable (then it is listed as neither finished nor
+running). The artifacts are never concerned: the store syncs them before the run ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FLUSH_INTERVAL = 0.1
+"""Seconds a queued line may wait before it is written."""
+
+
+class LineFile:
+    """A text file that lines are appended to, in batches (see the module's docstring)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._pending: list[str] = []
+        self._due = False  # the background thread will write this file
+        self._lock = threading.Lock()  # one batch at a time, in order
+        self._file: Any = None
+        self._error: OSError | None = None  # of a batch the background thread could not write
+        _OPEN.add(self)
+
+    def write(self, line: str) -> None:
+        """Queue ``line`` (with its newline); it reaches the file within the interval."""
+        with self._lock:
+            self._pending.append(line)
+            if self._due:
+                return
+            self._due = True
+        _WORKER.later(self._flush_later)
+
+    def flush(self) -> None:
+        """Write what is queued now."""
+        with self._lock:
+            self._due = False
+            if not self._pending:
+                return
+            text, self._pending = "".join(self._pending), []
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._file.write(text)
+            self._file.flush()
+
+    def close(self) -> None:
+        """Write what is queued and close the file (a later line opens it again).
+
+        Raises the ``OSError`` of a batch the background thread could not write (a full
+        disk), if any, once the file is closed.
+        """
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+                error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _flush_later(self) -> None:
+        try:
+            self.flush()
+        except OSError as exc:  # the run goes on; close() reports it
+            self._error = exc
+
+
+def sync_soon(path: Path) -> None:
+    """Make the file ``path`` and its entry in its folder durable, on the background thread
+    (at the latest when the interpreter exits)."""
+    _WORKER.later(lambda: _sync(path))
+
+
+def _sync(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def finish() -> None:
+    """Do every queued piece of work now (also done when the interpreter exits)."""
+    _WORKER.drain()
+
+
+class _Worker:
+    """The thread that does this process's queued work, each piece within the interval."""
+
+    def __init__(self) -> None:
+        self._jobs: list[Callable[[], None]] = []
+        self._wake = threading.Condition()
+        self._busy = threading.Lock()  # held while a batch of jobs runs
+        self._thread: threading.Thread | None = None
+
+    def later(self, job: Callable[[], None]) -> None:
+        with self._wake:
+            self._jobs.append(job)
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="qflow-background",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def drain(self) -> None:
+        with self._busy:  # after the batch in progress, if any
+            with self._wake:
+                jobs, self._jobs = self._jobs, []
+            for job in jobs:
+                with contextlib.suppress(OSError):  # a record that cannot be synced: history
+                    job()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs:
+                    self._wake.wait()
+            time.sleep(FLUSH_INTERVAL)  # work queued meanwhile joins this batch
+            self.drain()
+
+
+_WORKER = _Worker()
+_OPEN: weakref.WeakSet[LineFile] = weakref.WeakSet()
+atexit.register(finish)

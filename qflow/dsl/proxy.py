@@ -8,6 +8,7 @@ naming the file and line, because values exist only inside steps.
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import sys
@@ -34,13 +35,28 @@ ACTIVE_TRACER: ContextVar[Tracer | None] = ContextVar("qflow_active_tracer", def
 
 def user_location() -> tuple[str, int, str]:
     """File, line and source text of the innermost caller outside QFlow's own code."""
-    frame = sys._getframe(1)
+    filename, lineno = _user_frame()
+    return filename, lineno, linecache.getline(filename, lineno).strip() if lineno else ""
+
+
+def user_line() -> str:
+    """``file.py:12``: where the innermost caller outside QFlow's own code is."""
+    filename, lineno = _user_frame()
+    return f"{_basename(filename)}:{lineno}"
+
+
+def _user_frame() -> tuple[str, int]:
+    frame = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_QFLOW_DIR):
         frame = frame.f_back
     if frame is None:  # pragma: no cover - always called from user code
-        return "<unknown>", 0, ""
-    filename, lineno = frame.f_code.co_filename, frame.f_lineno
-    return filename, lineno, linecache.getline(filename, lineno).strip()
+        return "<unknown>", 0
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+@functools.lru_cache(maxsize=256)
+def _basename(path: str) -> str:
+    return os.path.basename(path)
 
 
 class Proxy:

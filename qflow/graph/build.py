@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from qflow.dsl.decorators import Provider, WorkflowBase, bind, labels_of, name_of
-from qflow.dsl.proxy import ACTIVE_TRACER, PendingGenerator, Proxy, Tracer, user_location
+from qflow.dsl.proxy import ACTIVE_TRACER, PendingGenerator, Proxy, Tracer, user_line
 from qflow.errors import GraphBuildError
 from qflow.graph.graph import Graph, Node
 
@@ -92,8 +92,7 @@ def _outputs(fn: Any) -> tuple[bool, list[Any], bool]:
 
 
 def _where() -> str:
-    filename, lineno, _ = user_location()
-    return f"{os.path.basename(filename)}:{lineno}"
+    return user_line()
 
 
 class _GraphTracer(Tracer):

@@ -394,9 +394,13 @@ class Driver:
                     self.store.remove_scratch(run.run_id)
                 self.store.flush()
             finally:
+                changed = False
                 for nid, rec in run.nodes.items():
                     if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
-                        self.previous[nid] = {**rec.components, "_failed": rec.status == "failed"}
-                self.store.write_index(scope, self.previous)
+                        entry = {**rec.components, "_failed": rec.status == "failed"}
+                        if self.previous.get(nid) != entry:
+                            self.previous[nid], changed = entry, True
+                if changed:  # a fully cached rerun leaves the index as it was
+                    self.store.write_index(scope, self.previous)
                 run.ended = time.time()
                 self.observer.run_finished(run=run)

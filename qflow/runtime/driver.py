@@ -242,7 +242,9 @@ class Driver:
             unpack=node.unpack, generator=node.generator, factories=self.declared(node),
             key=self._planned.get(node.id),
             cache=self._cacheable(node), store=self.location,
-            root=str(self.root) if self.root is not None else None, location=node.location)
+            root=str(self.root) if self.root is not None else None, location=node.location,
+            release=[(u, i) for u in self._upstream[node.id] if self._readers.get(u) == 1
+                     for i in range(len(self.graph.nodes[u].outputs))])
 
     def _submit(self, node: Node) -> None:
         record = self.run_state.nodes[node.id]

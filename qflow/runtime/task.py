@@ -73,6 +73,9 @@ class NodeTask:
             outputs' content and keep them in memory or scratch.
         store: where the store is (a ``StoreLocation``, opened by the process that computes).
         root: the folder relative paths of providers are read from.
+        release: the ``(node, output index)`` values in ``memory`` that no other task will
+            read: dropped once this one has computed, before its outputs are saved (an
+            in-process run then holds one large array less while writing one).
     """
 
     run_id: str
@@ -89,6 +92,7 @@ class NodeTask:
     store: Any
     root: str | None = None
     location: str = ""
+    release: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -271,6 +275,9 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
         return result("failed", message=f"{type(exc).__name__}: {exc}",
                       error=user_traceback(exc), exception=exc)
     duration = time.perf_counter() - started
+    if memory is not None:
+        for value_key in task.release:
+            memory.pop(value_key, None)
     if task.cache:
         key, target = task.key or "", store
     elif task.key is None:  # nothing reads a key of this node: its values stay in memory

@@ -186,10 +186,7 @@ class Driver:
             return
         if self._cacheable(node) and self.store.has(record.key):
             record.status = "cached"
-            try:
-                record.metrics = self.store.manifest(record.key).get("metrics", [])
-            except IntegrityError:
-                record.metrics = []
+            record.metrics = self._stored_metrics(node.id, record.key or "")
             for metric in record.metrics:
                 self._promote(node, metric["name"], metric["value"])
             self._settle(node)
@@ -203,6 +200,19 @@ class Driver:
                 "it failed last time" if previous and previous.get("_failed")
                 else "artifact missing from the store"]
         self._submit(node)
+
+    def _stored_metrics(self, node_id: str, key: str) -> list[dict[str, Any]]:
+        """The metrics saved with ``key``: as the workflow's index remembers them when its
+        last run of ``node_id`` made or found that key (no manifest to read per cached step),
+        else from the store's manifest."""
+        last = self.previous.get(node_id)
+        if last is not None and last.get("_key") == key and not last.get("_failed") \
+                and isinstance(last.get("_metrics"), list):
+            return list(last["_metrics"])
+        try:
+            return list(self.store.manifest(key).get("metrics", []))
+        except IntegrityError:
+            return []
 
     def _settle(self, node: Node) -> None:
         again = node.id in self._settled  # recomputed: its stored copy was damaged
@@ -399,7 +409,8 @@ class Driver:
                 changed = False
                 for nid, rec in run.nodes.items():
                     if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
-                        entry = {**rec.components, "_failed": rec.status == "failed"}
+                        entry = {**rec.components, "_failed": rec.status == "failed",
+                                 "_key": rec.key, "_metrics": rec.metrics}
                         if self.previous.get(nid) != entry:
                             self.previous[nid], changed = entry, True
                 if changed:  # a fully cached rerun leaves the index as it was

@@ -357,3 +357,23 @@ def test_an_uncached_step_keeps_its_value_for_a_damaged_cached_reader(tmp_path):
     second = run(W(offset=1), tmp_path)  # Total must run and reads the damaged copy
     assert RAN == ["Noise", "Double", "Total"] and second.result == 13
     assert "corrupt" in second.nodes["Double"].reasons[0]
+
+
+def test_a_cached_step_keeps_its_metrics_from_the_index_or_else_from_the_store(tmp_path,
+                                                                              monkeypatch):
+    from qflow.store.local import Store
+
+    run(Flow(), tmp_path)
+    read = []
+    manifest = Store.manifest
+    monkeypatch.setattr(Store, "manifest", lambda self, key: read.append(key) or manifest(self,
+                                                                                          key))
+    again = run(Flow(), tmp_path)
+    key = again.nodes["Train"].key
+    assert read == [key] and again.metrics == {"loss": 0.5}  # the result's load only
+    assert [m["value"] for m in again.nodes["Train"].metrics if m["name"] == "loss"] == [1.0, 0.5]
+    for index in (tmp_path / ".qflow/store/index").iterdir():
+        index.unlink()
+    third = run(Flow(), tmp_path)
+    assert len(read) == 5 and third.metrics == {"loss": 0.5}  # each step's manifest, then the result's
+    assert third.nodes["Train"].metrics == again.nodes["Train"].metrics

@@ -31,7 +31,12 @@ from qflow.runtime.task import Context, DamagedInput, Inline, NodeTask, Ref, Tas
 
 
 class NodeRunner(Protocol):
-    """What a launcher offers the driver: somewhere to compute node tasks."""
+    """What a launcher offers the driver: somewhere to compute node tasks.
+
+    A runner that keeps values in memory may also offer ``release(node, outputs)``: the
+    driver calls it once no other node will read ``node``'s values (and fills each task's
+    ``release`` list with the values nobody reads after it, to drop once it has computed).
+    """
 
     in_process: bool
     """Whether tasks compute in this process (values may then stay in memory)."""
@@ -52,7 +57,8 @@ class NodeRunner(Protocol):
 
 
 class InProcess:
-    """The node runner of the local launcher: a task computes when it is submitted."""
+    """The node runner of the local launcher: a task computes when it is submitted, and its
+    values stay in ``memory`` until the last node that reads them has run."""
 
     in_process = True
 

@@ -10,6 +10,11 @@ The tracker is the project's configured one (``configs/project.yaml``) unless on
 (``"mlflow"``, ``"wandb"``, ``"file"``) with its settings as keywords
 (``tracking_uri="http://server:5000"`` reads runs another machine logged), or passed as an
 instance. Artifacts load lazily from the artifact store by the keys in the run record.
+
+A deferred tracker (MLflow) records a run after it ends, in a background process; before
+reading one, these functions sync the project's runs still waiting for it (waiting for a sync
+in progress), so a run that just ended is never missing. A run still running is shown from
+its run record.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from qflow.config.paths import Paths
 from qflow.errors import ConfigError
+from qflow.runtime.record import read_record
 from qflow.trackers import create
 from qflow.trackers.base import RunData, Tracker
 
@@ -250,10 +256,39 @@ class RunView:
                 + table("Metrics", self.metrics) + table("Steps", steps) + "</div>")
 
 
+def _synced(chosen: Tracker, root: Path | str | None, run_id: str | None = None) -> RunView | None:
+    """Sync the runs of the project at ``root`` waiting for ``chosen`` (a deferred tracker);
+    the view of ``run_id`` from its run record if it is still running."""
+    if not chosen.deferred:
+        return None
+    from qflow.trackers.sync import sync
+
+    paths = Paths.discover(root)
+    report = sync(paths, tracker=chosen.name)
+    if run_id is not None and run_id in report.failed:
+        raise ConfigError(f"Run {run_id} is not in {chosen.name} yet: syncing it failed "
+                          f"({report.failed[run_id]}).",
+                          hint="Fix the cause, then `qflow sync`; the run waits meanwhile.")
+    if run_id is not None and run_id in report.running:
+        record = read_record(paths.runs, run_id)
+        return RunView.from_data(RunData(run_id=run_id, status="RUNNING", record=record),
+                                 chosen.name)
+    if run_id is None and report.failed:
+        import warnings
+
+        warnings.warn(f"{len(report.failed)} run(s) could not be synced into {chosen.name}: "
+                      + "; ".join(f"{r}: {e}" for r, e in report.failed.items())
+                      + " (fix the cause, then `qflow sync`).", RuntimeWarning, stacklevel=3)
+    return None
+
+
 def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = None, *,
                 run_id: str, root: Path | str | None = None, experiment_id: str | None = None,
                 **settings: Any) -> RunView:
     """The run ``run_id`` (QFlow's run id, or the tracker's own) as a ``RunView``.
+
+    Runs of the project still waiting for a deferred tracker (MLflow) are synced first; a
+    run still running is shown from its run record.
 
     Args:
         tracker: a tracker name (``"file"``, ``"mlflow"``, ``"wandb"``) or a tracker instance;
@@ -267,12 +302,17 @@ def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = N
         **settings: the tracker's settings, such as ``tracking_uri`` for an MLflow server.
     """
     chosen = tracker_for(tracker, root=root, **settings)
+    running = _synced(chosen, root, run_id)
+    if running is not None:
+        return running
     return RunView.from_data(chosen.read_run(run_id, experiment or experiment_id), chosen.name)
 
 
 def list_runs(workflow: str | None = None, *, tracker: str | Tracker | None = None,
               root: Path | str | None = None, **settings: Any) -> list[RunView]:
     """The runs (of ``workflow``) the tracker holds, newest first.
+
+    Runs of the project still waiting for a deferred tracker (MLflow) are synced first.
 
     Args:
         workflow: only the runs of this workflow (its name in run records); all by default.
@@ -281,4 +321,5 @@ def list_runs(workflow: str | None = None, *, tracker: str | Tracker | None = No
         **settings: the tracker's settings.
     """
     chosen = tracker_for(tracker, root=root, **settings)
+    _synced(chosen, root)
     return [RunView.from_data(data, chosen.name) for data in chosen.list_runs(workflow)]

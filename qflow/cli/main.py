@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("qflow.cli.new:new", "Create a new workflow"),
     "ps": ("qflow.cli.ps:ps", "List runs for the workflow"),
     "run": ("qflow.cli.run:run", "Run a workflow"),
+    "sync": ("qflow.cli.sync:sync", "Sync finished runs into their tracker (MLflow)"),
     "teardown": ("qflow.cli.configure:teardown", "Tear down selected configuration"),
     "tune": ("qflow.cli.tune:tune", "Tune hyperparameters"),
     "visualise": ("qflow.cli.visualise:visualise", "Visualise workflow execution graph"),

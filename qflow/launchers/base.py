@@ -27,6 +27,7 @@ from qflow.runtime.task import NodeTask, TaskResult
 from qflow.runtime.views import views
 from qflow.store.location import open_store
 from qflow.trackers import create as create_tracker
+from qflow.trackers.sync import Pending
 
 
 class Launcher(ABC):
@@ -49,6 +50,9 @@ class Launcher(ABC):
         self.console = console
         self.cache = cache
         self.observers = list(observers or [])
+        # A deferred tracker (MLflow) records runs after they end, from a background process
+        # (qflow.trackers.sync); the tuner turns this off, its trials nest under a live run.
+        self.defer_trackers = True
 
     def __enter__(self) -> Launcher:
         return self
@@ -65,6 +69,10 @@ class Launcher(ABC):
         console, the configured tracker and any extra observers (the tracker after the
         console, so a run's output ends with where the tracker put it).
 
+        A deferred tracker is not started: a ``Pending`` observer marks the run for the sync
+        that replays it into the tracker when it ends (``qflow.trackers.sync``), unless
+        ``defer_trackers`` is off or the tracker's ``sync`` setting is ``inline``.
+
         Views come with the console (``console=False`` shows nothing); beside a view, the
         console prints to standard output and leaves the progress bars to the view.
         """
@@ -74,9 +82,12 @@ class Launcher(ABC):
         if self.console:
             observers.append(Console(sys.stdout, bars=False) if shown else Console())
         if self.tracker:
-            observers.append(create_tracker(self.tracker, self.paths, self.tracker_settings,
-                                            announce=self.console,
-                                            stream=sys.stdout if shown else None))
+            tracker = create_tracker(self.tracker, self.paths, self.tracker_settings,
+                                     announce=self.console, stream=sys.stdout if shown else None)
+            if self.defer_trackers and tracker.sync != "inline" and record:  # needs the log
+                observers.append(Pending(tracker, self.paths, self.tracker_settings))
+            else:
+                observers.append(tracker)
         return observers + self.observers
 
     @abstractmethod

@@ -33,6 +33,7 @@ def test_help_lists_the_commands_and_every_command_has_help(tmp_path):
     for command, text in [("configure", "Configure new component for Qflow project"),
                           ("init", "Create a new Qflow project"), ("new", "Create a new workflow"),
                           ("ps", "List runs for the workflow"), ("run", "Run a workflow"),
+                          ("sync", "Sync finished runs into their tracker"),
                           ("teardown", "Tear down selected configuration"),
                           ("tune", "Tune hyperparameters"),
                           ("visualise", "Visualise workflow execution graph")]:
@@ -77,6 +78,9 @@ def test_project_life_cycle(project):
     first = qflow("run", "-w", "train", cwd=project)
     assert "result: [2.0, 4.0, 6.0]" in first.stdout and "never computed" in first.stderr
     assert "MLflow: mlflow ui --backend-store-uri sqlite:///" in first.stderr  # the default
+    assert "(syncing in the background; `qflow sync` waits for it)" in first.stderr
+    assert qflow("sync", cwd=project).stdout.strip() in (
+        "Synced 1 run to mlflow.", "Nothing to sync: every run is in its tracker.")
     assert (project / ".qflow/tracker/mlflow/mlflow.db").is_file()
     second = qflow("run", "-w", "train", cwd=project / "workflows")  # from a sub-folder
     assert "cached Scale" in second.stderr and "0 ran, 1 cached" in second.stderr

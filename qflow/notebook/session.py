@@ -298,14 +298,15 @@ class Session:
         watching = self.watching
         if self._describe(step):
             watching.graph_changed(run=self.run)
-        if cache and self.store.has(step.key):
-            try:
-                outcome = self._load(step)
-            except IntegrityError as exc:
-                print(f"[qflow] {name}: {exc.message}; recomputing.", file=sys.stderr)
-            else:
-                self._finish(step, previous_key, "cached")
-                return outcome
+        with self.store.lock(shared=True):  # `qflow cache gc` waits until the record has it
+            if cache and self.store.has(step.key):
+                try:
+                    outcome = self._load(step)
+                except IntegrityError as exc:
+                    print(f"[qflow] {name}: {exc.message}; recomputing.", file=sys.stderr)
+                else:
+                    self._finish(step, previous_key, "cached")
+                    return outcome
         return self._execute(step, code, names, execute, previous_key)
 
     def _claim(self, name: str, source: str, cell: str, cell_id: str | None) -> StepCell:
@@ -528,13 +529,9 @@ def session_config(start: Path | str | None = None) -> SessionConfig:
     paths = Paths.discover(start)
     config = SessionConfig(paths)
     if (paths.root / "configs" / "project.yaml").is_file():
-        import tempfile
+        from qflow.config.loader import project_settings
 
-        from qflow.config.loader import load_config
-
-        with tempfile.TemporaryDirectory() as tmp:  # a workflow folder of the project's defaults
-            (Path(tmp) / "config.yaml").write_text("defaults: [project, _self_]\n")
-            settings = load_config(paths.root, Path(tmp)).settings
+        settings = project_settings(paths.root)
         extra = {k: v for k, v in (settings.tracker.model_extra or {}).items() if v is not None}
         extra.update(project=settings.project_name, experiment=settings.experiment_name)
         config = SessionConfig(Paths.from_settings(paths.root, settings.paths),

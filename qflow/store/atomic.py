@@ -125,8 +125,9 @@ def publish(tmp: Path, final: Path) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or ``shared``) lock on ``path`` (created if missing) while the block
+    runs; shared holders exclude an exclusive one, not each other.
 
     An OS lock (``flock``): the kernel releases it when the holder dies, so no lock is ever
     stale. Where ``fcntl`` is missing (Windows) the block runs unlocked.
@@ -139,7 +140,7 @@ def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -21,6 +21,7 @@ A run's scratch store (``scratch/<run_id>/``) holds values that are not cached.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -31,13 +32,14 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from qflow.artifacts.base import BlobFactory
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.store.atomic import atomic_write_bytes, process_alive, publish, sync_tree
+from qflow.store.atomic import atomic_write_bytes, file_lock, process_alive, publish, sync_tree
 
 VERIFY_LIMIT = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
@@ -156,10 +158,16 @@ def check_run_id(run_id: str) -> str:
 
 
 class Store:
-    """Artifacts on a local disk, addressed by cache key."""
+    """Artifacts on a local disk, addressed by cache key.
 
-    def __init__(self, root: Path | str, registry: FactoryRegistry | None = None) -> None:
+    ``read_only`` opens the store without creating or cleaning anything (``qflow plan``):
+    whatever would write raises :class:`StoreError`.
+    """
+
+    def __init__(self, root: Path | str, registry: FactoryRegistry | None = None, *,
+                 read_only: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
         self.registry = registry or default_registry
         self._objects = self.root / "objects"
         self._tmp = self.root / "tmp"
@@ -167,6 +175,8 @@ class Store:
         self._unsynced: list[Path] = []
         self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
+        if read_only:
+            return
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -200,9 +210,71 @@ class Store:
         """Whether ``key`` is stored; no data is read."""
         return self._blob(key).exists() or (self.path(key) / MANIFEST).exists()
 
+    def _writable(self, doing: str) -> None:
+        if self.read_only:
+            raise StoreError(f"Cannot {doing} the store {self.root}: it was opened read-only.")
+
+    # -- what the store holds (``qflow cache``) -----------------------------------------------
+    def keys(self) -> Iterator[str]:
+        """Every key stored, in no particular order; only committed objects are seen (never
+        what is being written in ``tmp/``, nor ``scratch/`` and ``quarantine/``)."""
+        try:
+            shards = sorted(e.path for e in os.scandir(self._objects) if e.is_dir())
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                entries = list(os.scandir(shard))
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            for entry in entries:
+                if entry.name.endswith(BLOB):
+                    yield entry.name[:-len(BLOB)]
+                elif entry.is_dir() and os.path.exists(os.path.join(entry.path, MANIFEST)):
+                    yield entry.name
+
+    def size(self, key: str) -> int:
+        """Bytes the object ``key`` takes on disk (its files and manifest)."""
+        try:
+            return self._blob(key).stat().st_size
+        except FileNotFoundError:
+            pass
+        total = 0
+        for dirpath, _, filenames in os.walk(self.path(key)):
+            for name in filenames:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
+    def remove(self, key: str) -> bool:
+        """Delete the object ``key``; ``False`` if it was not there. It is withdrawn at once
+        (renamed aside in one step), so readers see it whole or not at all."""
+        self._writable("remove an object from")
+        self._verified.discard(key)
+        try:
+            self._blob(key).unlink()
+            return True
+        except FileNotFoundError:
+            pass
+        aside = self.new_tmp()
+        try:
+            os.rename(self.path(key), aside)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
+
+    def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The store's lock (the file ``lock`` in its folder). ``qflow cache gc`` holds it
+        exclusively while it chooses and removes objects; a run holds it shared from finding
+        a key in the store until its record names that key, so gc never removes an object
+        that a run in flight uses."""
+        return file_lock(self.root / "lock", shared=shared)
+
     # -- writing ------------------------------------------------------------------------------
     def new_tmp(self) -> Path:
         """A fresh path in ``tmp/`` owned by this process (removed if the process dies)."""
+        self._writable("write to")
         return self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
@@ -378,6 +450,7 @@ class Store:
 
     def quarantine(self, key: str) -> Path:
         """Move object ``key`` aside (kept for inspection) so that it is recomputed."""
+        self._writable("quarantine an object in")
         self._verified.discard(key)
         target = self.root / "quarantine" / f"{key}-{uuid.uuid4().hex[:8]}"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -400,6 +473,7 @@ class Store:
 
     def write_index(self, name: str, data: dict[str, Any]) -> None:
         """Replace the index document ``name`` atomically."""
+        self._writable("write to")
         atomic_write_bytes(self.root / "index" / f"{name}.json", json.dumps(data).encode())
 
     def flush(self) -> None:

@@ -148,7 +148,7 @@ def verify(as_json: JSON = False) -> None:
         typer.echo(json.dumps({"checked": report.checked, "size": report.size,
                                "damaged": [vars(d) for d in report.damaged]}, indent=1))
     else:
-        typer.echo(f"Checked {report.checked} objects ({size(report.size)}) in "
+        typer.echo(f"Checked {_objects(report.checked)} ({size(report.size)}) in "
                    f"{paths.store_location().url}: "
                    + ("every file matches its checksum." if not report.damaged else
                       f"{len(report.damaged)} damaged, moved to quarantine; the steps that "
@@ -190,9 +190,15 @@ def gc(
                                "left": result.left, "in_use": result.in_use}, indent=1))
         return
     verb = "Would remove" if dry_run else "Removed"
-    typer.echo(f"{verb} {len(result.removed)} objects ({size(result.freed)}); kept "
+    typer.echo(f"{verb} {_objects(len(result.removed))} ({size(result.freed)}); kept "
                f"{len(result.kept)} ({size(result.left)})"
                + (f", {result.in_use} of them used by runs in progress." if result.in_use else "."))
-    for obj in result.removed if dry_run else []:
-        typer.echo(f"  {obj.workflow or '-'}  {obj.step or '-'}  {obj.key[:12]}  {size(obj.size)}"
-                   f"  last used {_when(obj.last_used)}")
+    if dry_run and result.removed:
+        rows = [["  WORKFLOW", "STEP", "KEY", "SIZE", "LAST USED"]]
+        rows += [[f"  {o.workflow or '-'}", o.step or "-", o.key[:12], size(o.size),
+                  _when(o.last_used)] for o in result.removed]
+        typer.echo(_table(rows))
+
+
+def _objects(n: int) -> str:
+    return f"{n} object{'s' * (n != 1)}"

@@ -97,7 +97,9 @@ def _objects(store: Store, uses: list[RunUse]) -> Iterator[StoredObject]:
     for key in store.keys():
         try:
             manifest = store.manifest(key)
-        except QFlowError:  # unreadable (verify says more), or removed meanwhile
+        except IntegrityError:  # unreadable: the store moved it to quarantine
+            continue
+        except QFlowError:  # unreadable in a read-only store (verify says more), or removed
             manifest = {}
         try:
             size = store.size(key)

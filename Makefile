@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system demo test unit e2e lint docs bench clean
+.PHONY: install system demo test unit e2e lint docs bench bench-peers clean
 
 # System packages: graphviz's `dot` renders `qflow visualise` (installed with apt-get when
 # running as root where apt exists; elsewhere QFlow writes DOT and says how to install it), and
@@ -59,5 +59,20 @@ bench: $(STAMP)
 	$(PY) benchmarks/tuning.py
 	$(PY) benchmarks/dask_overhead.py
 
+# QFlow against Hamilton, Kedro, joblib and Dask (docs/performance.md): the peers live in a
+# virtualenv of their own, .venv-peers, beside QFlow installed from this folder.
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -e '.[data]' sf-hamilton kedro \
+	  'kedro-datasets[pickle-pickledataset]' joblib dask
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers/run.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache examples/*/.qflow site
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache examples/*/.qflow site

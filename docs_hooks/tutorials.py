@@ -67,8 +67,14 @@ class TutorialError(Exception):
 
 
 def source_digest(path: Path) -> str:
-    """Digest of a tutorial's source (and of this hook's output format)."""
-    return hashlib.sha256(FORMAT.encode() + b"\0" + path.read_bytes()).hexdigest()
+    """Digest of a tutorial's source, of this hook's output format and of the code that makes
+    a notebook's outputs (the Jupyter extension and the notebook session), so a change to
+    either runs the tutorial again."""
+    digest = hashlib.sha256(FORMAT.encode() + b"\0" + path.read_bytes())
+    for code in sorted([*(REPO / "jupyter_ext").glob("*.py"), *(REPO / "qflow/notebook").glob("*.py"),
+                        REPO / "qflow/graph/render.py"]):
+        digest.update(code.read_bytes())
+    return digest.hexdigest()
 
 
 def execute_notebook(path: Path, workdir: Path, *, timeout: int = CELL_TIMEOUT) -> NotebookNode:

@@ -10,6 +10,7 @@ instead of its own traceback display.
 from __future__ import annotations
 
 import ast
+import linecache
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,14 +103,19 @@ def replay(shell: Any, outputs: list[dict[str, Any]]) -> None:
 class CellRunner:
     """Executes a step cell's code in the shell's namespace, as IPython would run the cell."""
 
-    def __init__(self, shell: Any, source: str, missing: Any = None) -> None:
+    def __init__(self, shell: Any, source: str, number: int, missing: Any = None) -> None:
         self.shell = shell
-        self.source = source
+        self.source = source  # the whole cell, its %%qflow_step line included
+        self.number = number  # its execution count, In [number]
         self.missing = missing  # name -> where it comes from, for NameErrors
 
     def __call__(self, code: str) -> tuple[Any, list[dict[str, Any]]]:
         shell = self.shell
-        filename = shell.compile.cache(code, shell.execution_count, raw_code=self.source)
+        code = "\n" + code  # line numbers as the user sees the cell, its magic line first
+        filename = shell.compile.cache(code, self.number, raw_code=self.source)
+        if len(self.source.splitlines()) == len(code.splitlines()):  # show the cell as written
+            lines = [line + "\n" for line in self.source.splitlines()]
+            linecache.cache[filename] = (len(self.source), None, lines, filename)
         tree = ast.parse(code, filename)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         with recording(shell) as outputs:

@@ -6,7 +6,8 @@ cached under its key, and a cell whose key is stored loads them instead of runni
 
 ``%qflow graph`` shows the live graph of the notebook's steps; ``%qflow status`` lists them;
 ``%qflow rerun-stale`` runs the stale ones again; ``%qflow runs`` lists the project's runs;
-``%qflow inspect RUN_ID [--tracker NAME]`` opens the run inspector.
+``%qflow inspect RUN_ID [--tracker NAME]`` opens the run inspector; ``%qflow watch RUN_ID``
+follows a run started elsewhere live (``jupyter_ext.watch``).
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from jupyter_ext.cells import CellRunner, StepCellFailed, notebook_path, replay, show_step_error
-from jupyter_ext.widgets import GraphView, ProgressBars
+from jupyter_ext.widgets import LiveView, ProgressBars, live_view
 from qflow.errors import QFlowError
 from qflow.notebook.session import Session, project_observers, session_config
 from qflow.runtime.events import Observer, RunState
+from qflow.runtime.views import add_view, remove_view
 
 _SESSIONS: dict[int, Session] = {}
 USAGE = ("Usage: %qflow graph | status | rerun-stale | runs [WORKFLOW] | "
-         "inspect RUN_ID [--tracker NAME]")
+         "inspect RUN_ID [--tracker NAME] | watch RUN_ID")
 STEP_USAGE = ("Usage: %%qflow_step NAME [--inputs a,b] [--outputs c,d] [--no-cache]\n"
               "NAME names the step (a Python identifier); the cell's inputs and outputs are found "
               "from its code, --inputs/--outputs set them instead, --no-cache always runs it.")
@@ -136,15 +138,17 @@ class QFlowMagics(Magics):
         if not args.name.isidentifier():
             raise UsageError(f"Invalid step name {args.name!r}: use a Python identifier.\n"
                              + STEP_USAGE)
-        return self.run_step(args.name, cell, inputs=_names(args.inputs),
+        return self.run_step(args.name, cell, line=line, inputs=_names(args.inputs),
                              outputs=_names(args.outputs), cache=not args.no_cache)
 
-    def run_step(self, name: str, cell: str, **options: Any) -> Any:
+    def run_step(self, name: str, cell: str, *, line: str | None = None, **options: Any) -> Any:
         """Run the step cell ``name`` and show its status line (and its replayed output)."""
         session, shell = self.session, self.shell
         banners = next(v for v in session.views if isinstance(v, Banners))
-        label = f"In [{shell.execution_count}]"
-        runner = CellRunner(shell, cell, missing=lambda n: session.missing_name(n, notebook_path()))
+        number = _cell_number(shell)
+        label = f"In [{number}]"
+        runner = CellRunner(shell, f"%%qflow_step {line if line is not None else name}\n{cell}",
+                            number, missing=lambda n: session.missing_name(n, notebook_path()))
         try:
             outcome = session.step(name, shell.transform_cell(cell), runner, source=cell,
                                    cell=label, cell_id=_cell_id(shell), **options)
@@ -157,17 +161,20 @@ class QFlowMagics(Magics):
 
     @line_magic
     def qflow(self, line: str) -> Any:
-        """``%qflow graph | status | rerun-stale | runs [WORKFLOW] | inspect RUN_ID``."""
+        """``%qflow graph | status | rerun-stale | runs [WORKFLOW] | inspect RUN_ID |
+        watch RUN_ID``."""
         words = shlex.split(line)
         if not words:
             raise UsageError(USAGE)
         command, rest = words[0], words[1:]
         if command == "graph":
-            from IPython.display import display
-
-            view = GraphView(self.session.run)
+            # a picture of the session's graph, redrawn in place (by its display id) as
+            # later cells run: no widget, so a saved notebook keeps it as it last was; the
+            # bars show in the step cells
+            view = LiveView(live=False, bars=False)
+            view.start(self.session.run)
+            view.show()
             self.session.add_view(view)
-            display(view.widget)
             return None
         if command == "status":
             for step in self.session.steps.values():
@@ -177,13 +184,18 @@ class QFlowMagics(Magics):
             return self._rerun_stale()
         if command == "runs":
             return _runs_table(self.session, rest[0] if rest else None)
+        if command == "watch":
+            if len(rest) != 1:
+                raise UsageError("Usage: %qflow watch RUN_ID (`%qflow runs` lists the runs)")
+            from jupyter_ext.watch import watch
+
+            watch(self.session.paths.runs, rest[0])
+            return None
         if command == "inspect":
             if not rest:
                 raise UsageError("Usage: %qflow inspect RUN_ID [--tracker NAME]")
             tracker = rest[rest.index("--tracker") + 1] if "--tracker" in rest else None
-            from jupyter_ext.inspector import inspector
-
-            return inspector(_view(self.session, rest[0], tracker))
+            return _view(self.session, rest[0], tracker)  # shown by show_run (load())
         raise UsageError(f"Unknown %qflow command {command!r}. {USAGE}")
 
     def _rerun_stale(self) -> None:
@@ -191,7 +203,7 @@ class QFlowMagics(Magics):
         says where its current output is."""
         session = self.session
         banners = next(v for v in session.views if isinstance(v, Banners))
-        here = f"In [{self.shell.execution_count}]"
+        here = f"In [{_cell_number(self.shell)}]"
         done = []
         while stale := session.stale():
             step = stale[0]
@@ -222,8 +234,14 @@ class _HTML:
 
 def _cell_id(shell: Any) -> str | None:
     """The id of the running cell, when the front end sends it (JupyterLab does)."""
-    info = getattr(shell, "_qflow_cell_id", None)
-    return info if isinstance(info, str) else None
+    cell_id, _ = getattr(shell, "_qflow_cell", (None, None))
+    return cell_id if isinstance(cell_id, str) else None
+
+
+def _cell_number(shell: Any) -> int:
+    """The running cell's execution count (IPython counts the next cell while one runs)."""
+    _, number = getattr(shell, "_qflow_cell", (None, None))
+    return number if isinstance(number, int) else shell.execution_count
 
 
 def _runs_table(session: Session, workflow: str | None) -> _HTML:
@@ -269,22 +287,26 @@ def _view(session: Session, run_id: str, tracker: str | None) -> Any:
 
 
 def load(ip: Any) -> None:
-    """Register the magics, and show ``RunView`` objects as the inspector."""
+    """Register the magics, show ``RunView`` objects as the inspector, and every run as a
+    live view."""
     ip.register_magics(QFlowMagics)
+    add_view(live_view)
     ip.set_custom_exc((StepCellFailed,), show_step_error)
     ip.events.register("pre_run_cell", _remember_cell_id)
     formatter = ip.display_formatter.ipython_display_formatter
-
-    def show(view: Any) -> None:
-        from IPython.display import display
-
-        from jupyter_ext.inspector import inspector
-
-        display(inspector(view))
-
     from qflow.api import RunView
 
-    formatter.for_type(RunView, show)
+    formatter.for_type(RunView, show_run)
+
+
+def show_run(view: Any) -> None:
+    """Display a ``RunView`` (``%qflow inspect``, or a cell ending in ``inspect_run(...)``):
+    the inspector's sections as HTML, no widget, so saved notebooks keep it as shown."""
+    from jupyter_ext import display
+    from jupyter_ext.inspector import static_html
+
+    display.show(None, static_html(view), f"QFlow run {view.run_id} of {view.workflow}: "
+                                          f"{view.status}")
 
 
 def unload(ip: Any) -> None:
@@ -296,6 +318,7 @@ def unload(ip: Any) -> None:
         ip.events.unregister("pre_run_cell", _remember_cell_id)
     except ValueError:
         pass
+    remove_view(live_view)
     session = _SESSIONS.pop(id(ip), None)
     if session is not None:
         session.end()
@@ -306,5 +329,5 @@ def _remember_cell_id(info: Any) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
-    if shell is not None:
-        shell._qflow_cell_id = getattr(info, "cell_id", None)
+    if shell is not None:  # the count is already the next cell's when pre_run_cell fires
+        shell._qflow_cell = (getattr(info, "cell_id", None), shell.execution_count - 1)

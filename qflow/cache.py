@@ -171,6 +171,7 @@ def verify(store: Any) -> Verification:
         except StoreError:  # removed meanwhile (by gc)
             continue
         report.checked += 1
+    store.flush()  # large files verified in full are stamped: later loads need not hash them
     return report
 
 

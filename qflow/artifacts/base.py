@@ -6,9 +6,14 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
+from qflow.artifacts.checksum import written
+
 
 class Factory(ABC):
     """Saves and loads one kind of artifact into and from a folder of its own.
+
+    A factory that opens its files with :func:`qflow.artifacts.checksum.written` has them
+    hashed as they are written; the store hashes any other file after ``save``.
 
     Subclasses set ``name`` (unique in a registry), ``version`` (bump when the on-disk format
     changes, which invalidates cached artifacts) and ``types`` (the classes it handles, or
@@ -62,7 +67,8 @@ class BlobFactory(Factory):
         """The object ``dumps`` made ``data`` from."""
 
     def save(self, obj: Any, path: Path) -> None:
-        (path / self.filename).write_bytes(self.dumps(obj))
+        with written(path / self.filename) as f:
+            f.write(self.dumps(obj))
 
     def load(self, path: Path) -> Any:
         return self.loads((path / self.filename).read_bytes())

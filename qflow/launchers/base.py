@@ -11,6 +11,7 @@ kernel.
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ from qflow.runtime.events import NodeRun, Observer, Observers, RunState
 from qflow.runtime.plan import RunPlan, plan
 from qflow.runtime.record import RunRecorder, list_records, new_run_id
 from qflow.runtime.task import NodeTask, TaskResult
+from qflow.runtime.views import views
 from qflow.store.location import open_store
 from qflow.trackers import create as create_tracker
 
@@ -62,14 +64,22 @@ class Launcher(ABC):
         return None
 
     def run_observers(self, *, record: bool = True) -> list[Observer]:
-        """The run recorder, the console, the configured tracker and any extra observers (the
-        tracker after the console, so a run's output ends with where the tracker put it)."""
+        """The run recorder, the views the environment adds (``qflow.runtime.views``), the
+        console, the configured tracker and any extra observers (the tracker after the
+        console, so a run's output ends with where the tracker put it).
+
+        Views come with the console (``console=False`` shows nothing); beside a view, the
+        console prints to standard output and leaves the progress bars to the view.
+        """
         observers: list[Observer] = [RunRecorder(self.paths.runs)] if record else []
+        shown = views() if self.console else []
+        observers += shown
         if self.console:
-            observers.append(Console())
+            observers.append(Console(sys.stdout, bars=False) if shown else Console())
         if self.tracker:
             observers.append(create_tracker(self.tracker, self.paths, self.tracker_settings,
-                                            announce=self.console))
+                                            announce=self.console,
+                                            stream=sys.stdout if shown else None))
         return observers + self.observers
 
     @abstractmethod

@@ -18,7 +18,13 @@ def _seconds(s: float) -> str:
 
 
 class Console(Observer):
-    """Prints a run's progress to a terminal (or any text stream)."""
+    """Prints a run's progress to a terminal (or any text stream).
+
+    Args:
+        stream: where the lines go; standard error by default, so a program's own output
+            stays clean (a notebook's live view passes standard output instead).
+        bars: show ``Progress`` as tqdm bars; off where something else shows them.
+    """
 
     def __init__(self, stream: TextIO | None = None, *, bars: bool = True) -> None:
         self.stream = stream or sys.stderr
@@ -35,7 +41,8 @@ class Console(Observer):
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         steps = sum(1 for n in run.nodes.values() if n.kind == "step")
-        self._print(f"Run {run.run_id} of {run.workflow} ({steps} step{'s' * (steps != 1)})")
+        what = "a notebook" if run.kind == "notebook" else f"{steps} step{'s' * (steps != 1)}"
+        self._print(f"Run {run.run_id} of {run.workflow} ({what})")
 
     def node_info(self, *, run: RunState, node: NodeRun, info: RuntimeInfo, **_: Any) -> None:
         if not self.bars or not isinstance(info, Progress):

@@ -82,6 +82,16 @@ class RunState:
             return sum(n.duration for n in self.nodes.values())
         return (self.ended or time.time()) - self.started
 
+    def __repr__(self) -> str:
+        # short: a notebook cell ending in `qflow.run(...)` shows it under the run's output
+        text = f"<RunState {self.run_id} of {self.workflow}: {self.status}"
+        if self.ended is not None:
+            text += f" in {self.duration:.2f} s"
+        if self.status == "succeeded":
+            result = repr(self.result)
+            text += f", result {result if len(result) <= 80 else result[:77] + '...'}"
+        return text + ">"
+
     def counts(self) -> dict[str, int]:
         """How many steps and providers are in each status (input values are not counted)."""
         out: dict[str, int] = {}

@@ -40,21 +40,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix.
+
+    With ``sync`` the new content is durable when this returns; without, a power cut may lose
+    it (for documents that only save work, such as caches of what is known).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def _load_syncfs():  # type: ignore[no-untyped-def]
@@ -92,7 +98,7 @@ def sync_tree(root: Path, folders: list[Path]) -> None:
         fsync_dir(parent)
 
 
-def publish(tmp: Path, final: Path) -> bool:
+def publish(tmp: Path, final: Path, *, folder: bool | None = None) -> bool:
     """Rename the finished file or folder ``tmp`` to ``final``; ``False`` if another was first.
 
     Readers see the whole object or nothing: a killed process leaves only ``tmp`` behind.
@@ -100,15 +106,29 @@ def publish(tmp: Path, final: Path) -> bool:
     the object under ``final`` never changes afterwards (a reader that opens it twice, for the
     manifest and then the payload, reads one writer's bytes). A folder cannot be renamed onto
     a full one; a file is hard-linked, which fails if ``final`` exists, where ``rename`` would
-    silently replace it.
+    silently replace it. ``folder`` says what ``tmp`` is when the caller knows; the parent
+    folder of ``final`` is created when missing.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if tmp.is_file():
+    if folder is None:
+        folder = tmp.is_dir()
+    try:
+        return _publish(tmp, final, folder)
+    except FileNotFoundError:
+        if final.parent.is_dir() or not os.path.lexists(tmp):
+            raise
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return _publish(tmp, final, folder)
+
+
+def _publish(tmp: Path, final: Path, folder: bool) -> bool:
+    if not folder:
         try:
             os.link(tmp, final)
         except FileExistsError:
             os.unlink(tmp)  # the same content, committed by someone else
             return False
+        except FileNotFoundError:
+            raise
         except OSError:  # a file system without hard links: rename, last writer wins
             os.replace(tmp, final)
             return True
@@ -116,6 +136,8 @@ def publish(tmp: Path, final: Path) -> bool:
         return True
     try:
         os.rename(tmp, final)
+    except FileNotFoundError:
+        raise
     except OSError:
         if not final.exists():
             raise

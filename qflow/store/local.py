@@ -8,10 +8,25 @@ Two shapes of object, both published by an atomic rename:
 - ``objects/<k[:2]>/<key>/`` — a folder: the files the factories wrote (``out0/``, ``out1/``...
   for several outputs) and ``manifest.json``, written last.
 
-A manifest records every file's size and SHA-256; loading checks them (the hash for files up
-to ``VERIFY_LIMIT`` bytes, the size for larger ones) and a mismatch moves the object to
+Checksums. A manifest records every file's size and checksum, and the algorithm (``hash``):
+XXH3-128 for new objects, hashed while the bytes are written (no second pass over the data,
+no copy; :mod:`qflow.artifacts.checksum`). A manifest without ``hash`` predates it and holds
+SHA-256 checksums, which are still verified with SHA-256: a new algorithm invalidates nothing
+silently. Whether a key is cached is a ``stat`` or two: nothing is read or hashed until a
+value is needed.
+
+Verification on load. A blob's payload is always hashed (it is read whole anyway). A folder's
+files are checked for size, and hashed unless a *stamp* vouches for them: once a file of at
+least ``STAMP_MIN`` bytes is known good and durable — written and hashed by this store and
+then synced by :meth:`Store.flush`, or verified in full and then ``fsync``-ed — its
+``(inode, size, mtime_ns, ctime_ns)`` is recorded in ``stamps/<k[:2]>/<key>.json``. A file
+whose ``stat`` still matches its stamp has not been written, truncated, replaced or moved
+since (any of these changes its ``ctime``, which no user can set back), so it is not read
+again; one that differs is hashed in full, and a mismatch moves the object to
 ``quarantine/`` and raises :class:`~qflow.errors.IntegrityError`, so the caller recomputes.
-Whether a key is cached is a ``stat`` or two: nothing is read or hashed until a value is needed.
+A power cut before the sync leaves no stamp, so such files are hashed when next loaded. A
+stamp does not see a change made below the file system (a failing disk); ``verify(key,
+full=True)`` ignores stamps and hashes everything. Small files are always hashed.
 
 Objects are written aside (:meth:`Store.stage`) and published under their key
 (:meth:`Store.commit`); the remote store uses these steps to upload an object before the local
@@ -23,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import itertools
 import json
 import os
@@ -37,33 +51,46 @@ from pathlib import Path
 from typing import Any
 
 from qflow.artifacts.base import BlobFactory
+from qflow.artifacts.checksum import (
+    ALGORITHM,
+    LEGACY,
+    Stat,
+    digest,
+    file_digest,
+    recording,
+    stat_of,
+)
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
 from qflow.store.atomic import atomic_write_bytes, file_lock, process_alive, publish, sync_tree
 
-VERIFY_LIMIT = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
 BLOB = ".blob"
+STAMP_MIN = 1 << 20
+"""Files from this size on are vouched for by a stamp; smaller ones are always hashed."""
 FORMAT = 1
 _HOST = socket.gethostname().replace("-", "_") or "host"
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_KEY = re.compile(r"[0-9a-f]{8,}")
+
+Stats = dict[str, Stat]
+"""The :data:`~qflow.artifacts.checksum.Stat` of an object's files, by relative path."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _checksums(folder: str | Path, prefix: str) -> Any:
-    """``(relative path, [size, sha256])`` for every file under ``folder``."""
+def _checksums(folder: str, prefix: str, recorded: dict[str, Any], stats: Stats) -> Any:
+    """``(relative path, [size, checksum])`` for every file under ``folder``: as the factory's
+    :func:`~qflow.artifacts.checksum.written` reported it, else hashed now. The ``stat`` of
+    each file of at least ``STAMP_MIN`` bytes goes to ``stats``."""
     for entry in os.scandir(folder):
         if entry.is_dir(follow_symlinks=False):
-            yield from _checksums(entry.path, f"{prefix}{entry.name}/")
-        else:
-            yield f"{prefix}{entry.name}", [entry.stat().st_size, _sha256(Path(entry.path))]
+            yield from _checksums(entry.path, f"{prefix}{entry.name}/", recorded, stats)
+            continue
+        stat = stat_of(entry.stat(follow_symlinks=False))
+        known = recorded.get(os.path.abspath(entry.path))
+        checksum = known[1] if known is not None and known[2] == stat else file_digest(entry.path)
+        if stat[1] >= STAMP_MIN:
+            stats[f"{prefix}{entry.name}"] = stat
+        yield f"{prefix}{entry.name}", [stat[1], checksum]
 
 
 def _read_blob_file(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -73,30 +100,47 @@ def _read_blob_file(path: Path) -> tuple[dict[str, Any], bytes]:
         return json.loads(header), f.read()
 
 
+def _algorithm(manifest: dict[str, Any]) -> str:
+    """The checksum algorithm of ``manifest`` (SHA-256 for manifests older than the field)."""
+    return str(manifest.get("hash", LEGACY))
+
+
 def _blob_problem(data: bytes, manifest: dict[str, Any]) -> str | None:
     """What is wrong with a blob's payload ``data``, or ``None`` when it matches its manifest."""
-    size, digest = manifest["files"][BLOB]
+    size, checksum = manifest["files"][BLOB]
     if len(data) != size:
         return f"blob has {len(data)} bytes, {size} were written"
-    if hashlib.sha256(data).hexdigest() != digest:
-        return "blob does not match its SHA-256 checksum"
+    algorithm = _algorithm(manifest)
+    if digest(data, algorithm) != checksum:
+        return f"blob does not match its {algorithm} checksum"
     return None
 
 
-def _folder_problem(base: Path, manifest: dict[str, Any], full: bool) -> str | None:
+def _folder_problem(base: Path, manifest: dict[str, Any], stamp: dict[str, Any] | None = None,
+                    verified: Stats | None = None) -> str | None:
     """What is wrong with the files of the folder object at ``base``, or ``None``.
 
-    Hashes files up to ``VERIFY_LIMIT`` bytes (every file when ``full``); checks sizes only above.
+    Checks every file's size, and its checksum unless ``stamp`` (a stamp file's content)
+    vouches for it; the ``stat`` of each file of at least ``STAMP_MIN`` bytes that was hashed
+    and matched goes to ``verified``.
     """
-    for rel, (size, digest) in manifest["files"].items():
+    algorithm = _algorithm(manifest)
+    stamped = stamp["files"] if stamp else {}
+    for rel, (size, checksum) in manifest["files"].items():
+        path = base / rel
         try:
-            actual = (base / rel).stat().st_size
+            result = os.stat(path)
         except FileNotFoundError:
             return f"file {rel} is missing"
-        if actual != size:
-            return f"file {rel} has {actual} bytes, {size} were written"
-        if (full or size <= VERIFY_LIMIT) and _sha256(base / rel) != digest:
-            return f"file {rel} does not match its SHA-256 checksum"
+        if result.st_size != size:
+            return f"file {rel} has {result.st_size} bytes, {size} were written"
+        stat = stat_of(result)
+        if stamp and result.st_dev == stamp["dev"] and stamped.get(rel) == list(stat):
+            continue
+        if file_digest(path, algorithm) != checksum:
+            return f"file {rel} does not match its {algorithm} checksum"
+        if verified is not None and size >= STAMP_MIN:
+            verified[rel] = stat
     return None
 
 
@@ -170,9 +214,15 @@ class Store:
         self.read_only = read_only
         self.registry = registry or default_registry
         self._objects = self.root / "objects"
+        self._objects_str = str(self._objects)
+        self._stamps = str(self.root / "stamps")
         self._tmp = self.root / "tmp"
+        self._tmp_str = str(self._tmp)
         self._verified: set[str] = set()
         self._unsynced: list[Path] = []
+        # staged object -> the stat of its large files (a folder), or None (a blob)
+        self._staged: dict[Path, Stats | None] = {}
+        self._stamp_later: dict[str, tuple[Stats, bool]] = {}  # key -> (stats, needs fsync)
         self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
         if read_only:
@@ -197,18 +247,23 @@ class Store:
                 else:
                     Path(entry.path).unlink(missing_ok=True)
 
+    def _base(self, key: str) -> str:
+        """Where the folder object ``key`` lives, as text (checked: keys are hex digests)."""
+        if not _KEY.fullmatch(key):
+            raise StoreError(f"Invalid artifact key {key!r}.")
+        return f"{self._objects_str}/{key[:2]}/{key}"
+
     def path(self, key: str) -> Path:
         """Where the folder object ``key`` lives (a blob object adds ``.blob``)."""
-        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
-            raise StoreError(f"Invalid artifact key {key!r}.")
-        return self._objects / key[:2] / key
+        return Path(self._base(key))
 
     def _blob(self, key: str) -> Path:
-        return self.path(key).with_suffix(BLOB)
+        return Path(self._base(key) + BLOB)
 
     def has(self, key: str) -> bool:
         """Whether ``key`` is stored; no data is read."""
-        return self._blob(key).exists() or (self.path(key) / MANIFEST).exists()
+        base = self._base(key)
+        return os.path.exists(base + BLOB) or os.path.exists(f"{base}/{MANIFEST}")
 
     def _writable(self, doing: str) -> None:
         if self.read_only:
@@ -251,6 +306,8 @@ class Store:
         (renamed aside in one step), so readers see it whole or not at all."""
         self._writable("remove an object from")
         self._verified.discard(key)
+        self._stamp_later.pop(key, None)
+        self._stamp_path(key).unlink(missing_ok=True)
         try:
             self._blob(key).unlink()
             return True
@@ -275,7 +332,7 @@ class Store:
     def new_tmp(self) -> Path:
         """A fresh path in ``tmp/`` owned by this process (removed if the process dies)."""
         self._writable("write to")
-        return self._tmp / f"{self._tmp_prefix}{next(self._counter)}"
+        return Path(f"{self._tmp_str}/{self._tmp_prefix}{next(self._counter)}")
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
         """Store ``outputs`` (value, declared factory or None) under ``key``, atomically.
@@ -290,7 +347,7 @@ class Store:
     def stage(self, key: str, outputs: list[tuple[Any, Any]],
               meta: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         """Write the object for ``key`` aside: its manifest and the blob file or folder in ``tmp/``."""
-        self.path(key)  # checks the key before any factory runs
+        self._base(key)  # checks the key before any factory runs
         chosen = [self.registry.choose(declared, value) for value, declared in outputs]
         tmp = self.new_tmp()
         try:
@@ -308,6 +365,7 @@ class Store:
 
     def discard(self, tmp: Path) -> None:
         """Delete an object staged at ``tmp`` that will not be committed."""
+        self._staged.pop(tmp, None)
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -315,25 +373,35 @@ class Store:
 
     def commit(self, key: str, tmp: Path) -> None:
         """Publish the object staged at ``tmp`` (a blob file or a folder) under ``key``."""
-        final = self._blob(key) if tmp.is_file() else self.path(key)
+        base = self._base(key)
+        if tmp in self._staged:
+            stats = self._staged[tmp]
+            is_folder = stats is not None
+        else:
+            stats, is_folder = None, tmp.is_dir()
+        final = Path(base if is_folder else base + BLOB)
         try:
-            publish(tmp, final)
+            won = publish(tmp, final, folder=is_folder)
         except OSError as exc:
             self.discard(tmp)
             raise write_error(exc, self.root) from exc
+        self._staged.pop(tmp, None)
+        if won and stats:  # stamped once the sync has made them durable
+            self._stamp_later[key] = (stats, False)
         self._unsynced.append(final)
         self._verified.add(key)
 
     def adopt(self, key: str, tmp: Path) -> dict[str, Any]:
         """Commit an object written at ``tmp`` by someone else (a download) once every file of it
-        matches its manifest's size and SHA-256; else remove ``tmp`` and raise IntegrityError."""
+        matches its manifest's size and checksum; else remove ``tmp`` and raise IntegrityError."""
+        verified: Stats = {}
         try:
             if tmp.is_file():
                 manifest, data = _read_blob_file(tmp)
                 problem = _blob_problem(data, manifest)
             else:
                 manifest = json.loads((tmp / MANIFEST).read_text())
-                problem = _folder_problem(tmp, manifest, full=True)
+                problem = _folder_problem(tmp, manifest, verified=verified)
             if manifest.get("key") != key:
                 problem = f"its manifest names the key {manifest.get('key')!r}"
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -341,6 +409,8 @@ class Store:
         if problem is not None:
             self.discard(tmp)
             raise IntegrityError(f"Artifact {key}: {problem}.")
+        if not tmp.is_file():
+            self._staged[tmp] = verified
         self.commit(key, tmp)
         return manifest
 
@@ -348,34 +418,39 @@ class Store:
                     meta: dict[str, Any]) -> dict[str, Any]:
         data = factory.dumps(value)
         manifest = {"format": FORMAT, "key": key, "outputs": [factory.spec()],
-                    "files": {BLOB: [len(data), hashlib.sha256(data).hexdigest()]},
+                    "hash": ALGORITHM, "files": {BLOB: [len(data), digest(data)]},
                     "created": time.time(), **meta}
         with open(tmp, "wb") as f:
             f.write(json.dumps(manifest).encode() + b"\n")
             f.write(data)
+        self._staged[tmp] = None
         return manifest
 
     def _write_folder(self, tmp: Path, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],
                       meta: dict[str, Any]) -> dict[str, Any]:
         tmp.mkdir()
         dirs = ["."] if len(outputs) == 1 else [f"out{i}" for i in range(len(outputs))]
-        for factory, (value, _), folder in zip(chosen, outputs, dirs, strict=True):
-            if folder != ".":
-                (tmp / folder).mkdir()
-            factory.save(value, tmp / folder)
-        files = dict(_checksums(tmp, ""))
+        with recording() as recorded:
+            for factory, (value, _), folder in zip(chosen, outputs, dirs, strict=True):
+                if folder != ".":
+                    (tmp / folder).mkdir()
+                factory.save(value, tmp / folder)
+        stats: Stats = {}
+        files = dict(_checksums(str(tmp), "", recorded, stats))
         if MANIFEST in files:
             raise FactoryError(f"Factory {chosen[0].name!r} wrote a file named {MANIFEST}, "
                                "a name the store reserves.")
         manifest = {"format": FORMAT, "key": key, "outputs": [f.spec() for f in chosen],
-                    "dirs": dirs, "files": files, "created": time.time(), **meta}
+                    "dirs": dirs, "hash": ALGORITHM, "files": files, "created": time.time(),
+                    **meta}
         (tmp / MANIFEST).write_text(json.dumps(manifest))
+        self._staged[tmp] = stats
         return manifest
 
     # -- reading ------------------------------------------------------------------------------
     def _read_blob(self, key: str) -> tuple[dict[str, Any], bytes | None] | None:
         try:
-            with open(self._blob(key), "rb") as f:
+            with open(self._base(key) + BLOB, "rb") as f:
                 header = f.readline()
                 return json.loads(header), None
         except FileNotFoundError:
@@ -413,15 +488,37 @@ class Store:
             raise self._damaged(key, problem)
         return data
 
+    def _stamp_path(self, key: str) -> Path:
+        return Path(f"{self._stamps}/{key[:2]}/{key}.json")
+
+    def _read_stamp(self, key: str) -> dict[str, Any] | None:
+        """The stamp of object ``key``, or ``None`` (none, or unreadable: then files are hashed)."""
+        try:
+            with open(self._stamp_path(key), "rb") as f:
+                stamp = json.loads(f.read())
+            return stamp if isinstance(stamp.get("dev"), int) and isinstance(
+                stamp.get("files"), dict) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def verify(self, key: str, *, full: bool = False) -> dict[str, Any]:
-        """Check every file of ``key`` against its manifest; quarantine and raise on mismatch."""
+        """Check every file of ``key`` against its manifest; quarantine and raise on mismatch.
+
+        Files a valid stamp vouches for are not read, unless ``full``.
+        """
         manifest = self.manifest(key)
         if BLOB in manifest["files"]:
             self._blob_payload(key, manifest)
         else:
-            problem = _folder_problem(self.path(key), manifest, full)
+            large = any(size >= STAMP_MIN for size, _ in manifest["files"].values())
+            stamp = self._read_stamp(key) if large and not full else None
+            verified: Stats = {}
+            problem = _folder_problem(self.path(key), manifest, stamp, verified)
             if problem is not None:
                 raise self._damaged(key, problem)
+            if verified:  # stamped at the next flush, once fsync-ed
+                known, _ = self._stamp_later.get(key, ({}, True))
+                self._stamp_later[key] = ({**known, **verified}, True)
         self._verified.add(key)
         return manifest
 
@@ -452,8 +549,10 @@ class Store:
         """Move object ``key`` aside (kept for inspection) so that it is recomputed."""
         self._writable("quarantine an object in")
         self._verified.discard(key)
+        self._stamp_later.pop(key, None)
         target = self.root / "quarantine" / f"{key}-{uuid.uuid4().hex[:8]}"
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._stamp_path(key).unlink(missing_ok=True)
         for source in (self._blob(key), self.path(key)):
             try:
                 os.rename(source, target)
@@ -472,15 +571,61 @@ class Store:
             return {}
 
     def write_index(self, name: str, data: dict[str, Any]) -> None:
-        """Replace the index document ``name`` atomically."""
+        """Replace the index document ``name`` atomically (unchanged content is not rewritten).
+
+        An index only explains why steps run, so it is not synced: a power cut may lose its
+        last update, after which it reads as empty or as the one before.
+        """
         self._writable("write to")
-        atomic_write_bytes(self.root / "index" / f"{name}.json", json.dumps(data).encode())
+        path = self.root / "index" / f"{name}.json"
+        encoded = json.dumps(data).encode()
+        try:
+            if path.read_bytes() == encoded:
+                return
+        except OSError:
+            pass
+        atomic_write_bytes(path, encoded, sync=False)
 
     def flush(self) -> None:
-        """Make every object saved since the last flush durable (one sync for all of them)."""
+        """Make every object saved since the last flush durable (one sync for all of them),
+        then stamp the large files known good (see the module's docstring)."""
         if self._unsynced:
             folders, self._unsynced = self._unsynced, []
             sync_tree(self.root, folders)
+        if self._stamp_later:
+            pending, self._stamp_later = self._stamp_later, {}
+            for key, (stats, needs_sync) in pending.items():
+                self._stamp(key, stats, needs_sync)
+
+    def _stamp(self, key: str, stats: Stats, needs_sync: bool) -> None:
+        """Record the stamp of the files of ``key`` in ``stats`` that have not changed since."""
+        base = self._base(key)
+        previous = self._read_stamp(key)
+        files: dict[str, list[int]] = {}
+        dev = None
+        for rel, stat in stats.items():
+            try:
+                result = os.stat(f"{base}/{rel}")
+                if stat_of(result) != stat:
+                    continue  # changed since it was hashed: the next load hashes it again
+                if needs_sync:
+                    fd = os.open(f"{base}/{rel}", os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            except OSError:
+                continue
+            files[rel], dev = list(stat), result.st_dev
+        if dev is None:
+            return
+        if previous and previous["dev"] == dev:
+            files = {**previous["files"], **files}
+        try:  # a lost or torn stamp only means the files are hashed again
+            atomic_write_bytes(self._stamp_path(key), json.dumps({"dev": dev, "files": files})
+                               .encode(), sync=False)
+        except OSError:
+            pass
 
     # -- a run's scratch ----------------------------------------------------------------------
     def scratch(self, run_id: str) -> Store:

@@ -9,7 +9,7 @@ mid-upload leaves nothing anyone uses.
 
 Every object passes through a local :class:`~qflow.store.local.Store`, the read-through cache:
 a save writes the object there aside, uploads it, then commits the local copy; a load downloads
-into the cache's ``tmp/``, checks every file's size and SHA-256 against the manifest and
+into the cache's ``tmp/``, checks every file's size and checksum against the manifest and
 commits, so each artifact is downloaded at most once per cache. A damaged remote object is
 moved to ``quarantine/`` and raises :class:`~qflow.errors.IntegrityError`, so it is recomputed.
 

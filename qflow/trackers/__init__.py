@@ -6,7 +6,7 @@ settings; launchers, the tuner and :mod:`qflow.api` all go through it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from qflow.plugins import Registry
 
@@ -22,18 +22,20 @@ trackers: Registry[type] = Registry("qflow.trackers", {
 
 
 def create(name: str, paths: Paths, settings: dict[str, Any] | None = None, *,
-           announce: bool = True) -> Tracker:
+           announce: bool = True, stream: TextIO | None = None) -> Tracker:
     """The tracker ``name`` keeping its data under ``paths.tracker/name``.
 
     Args:
         settings: the tracker's own settings (``tracking_uri``, ``project``, ``experiment``,
             ``parent``...), passed to its constructor as keywords.
         announce: whether it may print where to look at runs.
+        stream: where it prints that (standard error by default).
     """
     cls: Any = trackers.get(name)
     tracker: Tracker = cls(paths.tracker / name, **dict(settings or {}))
     tracker.record_dir = paths.runs
     tracker.announce = announce
+    tracker.stream = stream
     return tracker
 
 

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from qflow.runtime.events import NodeRun, Observer, RunState
 
@@ -88,6 +88,7 @@ class Tracker(Observer, ABC):
         self.settings = settings
         self.record_dir: Path | None = None
         self.announce = True  # may print where to look at runs (the launcher's console setting)
+        self.stream: TextIO | None = None  # where it prints (standard error by default)
         self._buffer: list[MetricPoint] = []
         self._tags: dict[str, str] = {}
         self._params: dict[str, str] = {}
@@ -210,7 +211,7 @@ class Tracker(Observer, ABC):
             self.log_artifact(path)
         self.end_run(STATUS.get(run.status, "FAILED"), run.error)
         if self.announce:
-            print(self.where(run), file=sys.stderr, flush=True)
+            print(self.where(run), file=self.stream or sys.stderr, flush=True)
 
     def where(self, run: RunState) -> str:
         """Where the run went: ``mlflow: experiment 'demo/train' (id 1), run 3f2a...``, the ids

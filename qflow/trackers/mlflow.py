@@ -284,7 +284,7 @@ class MlflowTracker(Tracker):
     def end_run(self, status: str, error: str | None) -> None:
         self.client.set_terminated(self._run, status, end_time=int(time.time() * 1000))
         if self.announce:
-            print(f"MLflow: {self.ui_command}", file=sys.stderr)
+            print(f"MLflow: {self.ui_command}", file=self.stream or sys.stderr)
 
     # -- reading ------------------------------------------------------------------------------
     def _experiment_of(self, experiment: str) -> Any:

@@ -1,13 +1,17 @@
 """The example notebook in a real JupyterLab (headless Chromium driven by Playwright).
 
 Runs ``notebooks/digits.ipynb`` cell by cell, as a user would, and checks what the browser
-shows: the live graph widget of ``%qflow graph`` with a node per step and its state, and the
-``tqdm`` progress bar of the ``fit`` step at 100%. Re-running the ``fit`` cell then loads it
-from the cache, and the graph already on screen turns its node to ``cached``.
+shows: the graph of ``%qflow graph`` with a node per step and its state, and the progress bar
+of the ``fit`` step (a widget while the step runs, then a picture at 15/15). Re-running the
+``fit`` cell then loads it from the cache, and the graph already on screen turns its node to
+``cached``. A second test runs a workflow with ``qflow.run(...)`` in a cell (the live view),
+follows a ``qflow run`` of another process with ``%qflow watch``, and reopens the saved
+notebook after shutting its kernel down.
 
 Screenshots land in ``test-artifacts/`` at the repository root: ``jupyterlab-qflow.png`` after
-the first run, ``jupyterlab-qflow-rerun.png`` after the re-run of ``fit``, and
-``jupyterlab-failure.png`` when the test fails.
+the first run, ``jupyterlab-qflow-rerun.png`` after the re-run of ``fit``,
+``jupyterlab-reopened.png`` for the reopened notebook, and ``jupyterlab-failure.png`` when a
+test fails.
 """
 
 from __future__ import annotations
@@ -77,9 +81,17 @@ class Notebook:
 
     def run(self, index: int) -> None:
         """Run cell ``index`` and wait until it has finished and the kernel is idle."""
+        self.finish(index, self.start(index))
+
+    def start(self, index: int) -> str:
+        """Start running cell ``index`` (not waiting for it); the name to :meth:`finish` it."""
         self.runs += 1
         run = f"r{self.runs}"
         self.page.evaluate(RUN, [index, run])
+        return run
+
+    def finish(self, index: int, run: str) -> None:
+        """Wait until the cell started as ``run`` has finished and the kernel is idle."""
         self.page.wait_for_function(FINISHED, arg=run, timeout=CELL_TIMEOUT)
         outcome = self.page.evaluate("(run) => window.__qflowRuns[run]", run)
         assert outcome == "ok", (f"cell {index} did not run cleanly ({outcome}); its output:\n"
@@ -134,35 +146,34 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
     page.wait_for_function(IDLE, timeout=60_000)
     nb = Notebook(page)
 
-    for i in order:
+    for i in order:  # (fit takes half a second: too short to catch its bar as a widget)
         nb.run(i)
 
-    # (1) the live graph: an SVG node per step, all done on a first run
+    # (1) the graph: an SVG node per step, all ran on a first run
     graph_cell = index["graph"]
     nb.cells.nth(graph_cell).locator(".qflow-graph svg g.qflow-node").first.wait_for(
         timeout=30_000)
     nodes = nb.nodes(graph_cell)
     assert sorted(nodes) == sorted(STEPS), nodes
-    assert {s: _state(c) for s, c in nodes.items()} == dict.fromkeys(STEPS, "done"), nodes
+    assert {s: _state(c) for s, c in nodes.items()} == dict.fromkeys(STEPS, "ran"), nodes
     assert all("node" in c.split() for c in nodes.values()), nodes  # Graphviz's own class
-    assert nb.states(graph_cell) == dict.fromkeys(STEPS, "done")
+    assert nb.states(graph_cell) == dict.fromkeys(STEPS, "ran")
     for step in STEPS:  # each node is labelled with its step and state
         text = nb.cells.nth(graph_cell).locator(f"#qflow-node-{step}").text_content() or ""
-        assert step in text and "done" in text, (step, text)
+        assert step in text and "ran" in text, (step, text)
+    # a picture, not a widget: a saved notebook shows it as it last was
+    assert nb.cells.nth(graph_cell).locator(".jupyter-widgets").count() == 0
 
-    # (2) the fit step's progress bar (tqdm.auto: an ipywidgets progress bar) reached 100%
+    # (2) the fit step's progress bar: once the step finished, a picture of its last value
     fit = nb.cells.nth(index["fit"])
-    bar = fit.locator(".jp-OutputArea .widget-hprogress")
+    assert fit.locator(".jp-OutputArea .jupyter-widgets").count() == 0
+    bar = fit.locator(".jp-OutputArea .qflow-bars .qflow-bar")
     assert bar.count() == 1, fit.locator(".jp-OutputArea").inner_html()
-    fill = bar.locator(".progress-bar")
-    width = fill.evaluate("(e) => e.style.width")  # ipywidgets: value / max as a width
-    assert width == "100%", (width, bar.inner_html())
-    # tqdm closes a finished bar with bar_style "success"; unfinished would be "danger"
-    assert "progress-bar-success" in (fill.get_attribute("class") or "").split()
-    row = bar.locator("xpath=..").text_content() or ""  # tqdm: an HBox of text, bar, text
-    row = " ".join(row.split())  # tqdm pads with figure spaces (U+2007)
-    # "15.0/15": qflow.ProgressBar counts in floats (see the report); "15/15" is as good
-    assert "fit: epoch: 100%" in row and re.search(r"\b15(\.0)?/15\b", row), row
+    progress = bar.locator("progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == "15"
+    assert bar.get_attribute("data-state") == "success"
+    row = " ".join((bar.text_content() or "").split())
+    assert row == "fit: epoch 15/15", row
     assert "trained for 15 epochs" in nb.output_text(index["fit"])
 
     # the whole notebook fits the tall viewport: graph (all done) and the full progress bar
@@ -177,7 +188,7 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
         "  .querySelector('#qflow-node-fit'); return !!g && g.classList.contains('qflow-cached'); }",
         arg=graph_cell, timeout=30_000)
     nodes = nb.nodes(graph_cell)
-    expected = {**dict.fromkeys(STEPS, "done"), "fit": "cached"}
+    expected = {**dict.fromkeys(STEPS, "ran"), "fit": "cached"}
     assert {s: _state(c) for s, c in nodes.items()} == expected, nodes
     assert nb.states(graph_cell) == expected
 
@@ -185,6 +196,122 @@ def test_digits_notebook_graph_and_progress_in_jupyterlab(jupyter_lab, lab_page)
     assert (root / ".qflow" / "store").is_dir()
 
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-qflow-rerun.png"), full_page=True)
+
+
+# -- the live view of runs, the pictures saved notebooks keep, %qflow watch ----------------------
+LIVE_JS = (  # the status class of node NODE in the output of cell CELL, and where it is drawn
+    "([cell, node]) => { const out = document.querySelectorAll('.jp-NotebookPanel .jp-Cell')[cell]"
+    "  .querySelector('.jp-OutputArea'); const g = out && out.querySelector('#qflow-node-' + node);"
+    "  if (!g) return null;"
+    "  const state = Array.from(g.classList).find((c) => c.startsWith('qflow-') && c !== 'qflow-node');"
+    "  return {state: state && state.slice(6), widget: !!g.closest('.qflow-live'),"
+    "          bars: out.querySelectorAll('.qflow-live .widget-hprogress').length}; }")
+
+
+def _follow(page: Any, cell: int, node: str, run: str, timeout: float = 60) -> list[tuple]:
+    """``(state, drawn in the widget, widget bars)`` of ``node`` in cell ``cell``'s output, each
+    time it changes, until the cell started as ``run`` has finished."""
+    import time
+
+    seen: list[tuple] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = page.evaluate(LIVE_JS, [cell, node])
+        if now and (not seen or seen[-1] != (now["state"], now["widget"], now["bars"] > 0)):
+            seen.append((now["state"], now["widget"], now["bars"] > 0))
+        if page.evaluate(FINISHED, run):
+            now = page.evaluate(LIVE_JS, [cell, node])
+            if now:
+                seen.append((now["state"], now["widget"], now["bars"] > 0))
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"cell {cell} did not finish in {timeout} s; seen {seen}")
+
+
+def _write_notebook(path: Path, sources: list[str]) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+
+
+def test_a_run_is_live_then_keeps_its_picture_and_watch_follows_another(jupyter_lab,
+                                                                        lab_page) -> None:
+    """``qflow.run(...)`` shows the graph widget with live states (``running`` then ``ran``)
+    and widget bars; ``%qflow watch`` shows a ``qflow run`` of another process progressing;
+    saved, the kernel shut down and reopened, the notebook shows both final graphs and no
+    "model not found" (screenshot ``jupyterlab-reopened.png``)."""
+    from tests.conftest import new_project
+    from tests.e2e.test_live_view import SLOW, start_run
+
+    project = new_project(jupyter_lab["root"], f"live{uuid.uuid4().hex[:6]}", "slow", SLOW)
+    name = f"{project.name}/live.ipynb"
+    _write_notebook(project / "live.ipynb", [
+        "%load_ext qflow",
+        SLOW + "\nqflow.run(Slowly(), inputs={'n': 15})",
+        "# %qflow watch RUN_ID (set by the test)"])
+    page = lab_page
+    url = (f"{jupyter_lab['base']}/lab/workspaces/{{}}/tree/{name}"
+           f"?token={jupyter_lab['token']}")
+    page.goto(url.format(uuid.uuid4().hex[:8]))
+    page.wait_for_function(IDLE, timeout=60_000)
+    nb = Notebook(page)
+    nb.run(0)
+
+    # (1) qflow.run in a cell: the widget with live states, then the picture of the end
+    seen = _follow(page, 1, "Slow", nb.start(1))
+    nb.finish(1, f"r{nb.runs}")
+    assert ("pending", True, False) in seen or seen[0][:2] == ("running", True), seen
+    assert ("running", True, True) in seen, seen  # live in the widget, with a widget bar
+    assert seen[-1] == ("ran", False, False), seen  # at the end: the static picture
+    out = nb.cells.nth(1).locator(".jp-OutputArea")
+    assert out.locator(".qflow-run progress").get_attribute("value") == "15"
+    assert "succeeded in" in (out.text_content() or "")
+
+    # (2) %qflow watch on a `qflow run` in another process, as it progresses
+    proc, run_id = start_run(project, "inputs.n=30")
+    try:
+        page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content"
+                      ".widgets[i].model.sharedModel.setSource(text)",
+                      [2, f"%qflow watch {run_id}"])
+        watched = _follow(page, 2, "Slow", nb.start(2))
+        nb.finish(2, f"r{nb.runs}")
+    finally:
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    assert ("running", True, True) in watched, watched
+    assert watched[-1] == ("ran", False, False), watched
+    assert f"Run {run_id} succeeded" in nb.output_text(2)
+
+    # (3) saved, kernel shut down, reopened: the final pictures, never "model not found"
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty",
+                           timeout=30_000)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    page.wait_for_function(
+        "() => !window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=30_000)
+    saved = json.loads((project / "live.ipynb").read_text())
+    for cell in saved["cells"]:
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
+    page.goto(url.format(uuid.uuid4().hex[:8]))
+    reopened = Notebook(page)
+    for cell in (1, 2):
+        graph = reopened.cells.nth(cell).locator(".qflow-run .qflow-graph svg")
+        graph.wait_for(state="visible", timeout=30_000)
+        box = graph.bounding_box()
+        assert box is not None and box["width"] > 100, box
+        assert {s: _state(c) for s, c in reopened.nodes(cell).items()} == {
+            "n": "input", "Slow": "ran", "Double": "ran"}
+    page.wait_for_timeout(1000)  # a widget renderer would have drawn its error by now
+    body = page.locator(".jp-NotebookPanel:visible").text_content() or ""
+    assert "Error displaying widget" not in body and "model not found" not in body
+    assert "Loading widget" not in body
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-reopened.png"), full_page=True)
 
 
 # -- the documentation site: a tutorial page with its graph ---------------------------------------
@@ -210,7 +337,7 @@ def _docs_site_or_skip(out: Path) -> Path:
 
 def test_tutorial_page_shows_the_graph_picture(browser: Any, tmp_path: Path) -> None:
     """The built site's first tutorial, served over HTTP in headless Chromium, shows the graph
-    of the notebook's steps as a picture (the widget made static by docs_hooks/tutorials.py),
+    of the notebook's steps as a picture (what `%qflow graph` leaves in the executed notebook),
     and no widget placeholder."""
     import functools
     import http.server
@@ -242,7 +369,7 @@ def test_tutorial_page_shows_the_graph_picture(browser: Any, tmp_path: Path) -> 
         assert nodes.count() == 3
         labels = " ".join(" ".join((nodes.nth(i).text_content() or "").split())
                           for i in range(3))
-        for expected in ("load cached", "fit done", "evaluate done"):
+        for expected in ("load [cached]", "fit [ran]", "evaluate [ran]"):
             assert expected in labels, labels
         body = page.locator("body").text_content() or ""
         assert "Error displaying widget" not in body and "model not found" not in body

@@ -242,3 +242,24 @@ def test_json_values_under_composite_annotations_are_one_file(registry):
     assert registry.choose(registry.for_annotation(list[float]), [1.0, 2.0]).name == "json"
     assert registry.choose(registry.for_annotation(dict[str, int]), {"a": 1}).name == "json"
     assert registry.choose(registry.for_annotation(tuple[int, int]), (1, 2)).name == "tuple"
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12.0).reshape(3, 4), np.asfortranarray(np.arange(12).reshape(3, 4)),
+    np.arange(20)[::3], np.array(5.0), np.zeros((0, 3)), np.array(["a", "bc"]),
+    np.arange(4, dtype=">i4"), np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+    np.array(["2020-01-01"], dtype="M8[D]")])
+def test_numpy_files_are_what_numpy_save_writes(registry, tmp_path, array):
+    """The factory writes the array's buffer itself (hashing it, copying nothing): the file
+    must stay byte for byte what ``numpy.save`` writes."""
+    import io
+
+    from qflow.artifacts.checksum import file_digest, recording
+
+    expected = io.BytesIO()
+    np.save(expected, array, allow_pickle=False)
+    with recording() as recorded:
+        registry.get("numpy").save(array, tmp_path)
+    written = tmp_path / "array.npy"
+    assert written.read_bytes() == expected.getvalue()
+    assert recorded[str(written)][1] == file_digest(written)

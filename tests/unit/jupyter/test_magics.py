@@ -152,21 +152,24 @@ def test_graph_status_runs_and_inspect(shell, capsys):
     run(shell, "%%qflow_step two\nw = v + 1", capsys)
     import html
 
-    from jupyter_ext.widgets import GraphView, render_graph
+    from jupyter_ext.widgets import LiveView
 
-    drawn = html.unescape(render_graph(session(shell).run))  # Graphviz writes "-" as &#45;
+    view = LiveView(live=False)  # what %qflow graph shows, followed without a display
+    view.start(session(shell).run)
+    drawn = view.html()
     assert 'class="node qflow-node qflow-ran"' in drawn and 'id="qflow-node-two"' in drawn
-    view = GraphView(session(shell).run)
     session(shell).add_view(view)
     run(shell, "v = 5", capsys)
     run(shell, "%%qflow_step two\nw = v + 1", capsys)
-    assert '"two": "ran"' in html.unescape(view.widget.value)
+    assert '"two": "ran"' in html.unescape(view.html())
+    shell.run_line_magic("qflow", "graph")
+    assert f"run {session(shell).run.run_id} running" in capsys.readouterr().out
     _, out = run(shell, "%qflow status", capsys)
     assert "one" in out and "two" in out
     table = shell.run_line_magic("qflow", "runs")
     assert session(shell).run.run_id in table._repr_html_()
-    box = shell.run_line_magic("qflow", f"inspect {session(shell).run.run_id}")
-    assert box.__class__.__name__ == "VBox" and "qflow-inspector" in box._dom_classes
+    view = shell.run_line_magic("qflow", f"inspect {session(shell).run.run_id}")
+    assert view.run_id == session(shell).run.run_id  # a RunView, shown by show_run
 
 
 def test_progress_bar_in_a_step_cell_is_shown(shell, capsys):
@@ -208,5 +211,11 @@ def test_run_views_display_as_the_inspector(shell, capsys, tmp_path):
     tabs = box.children[1]
     assert [tabs.get_title(i) for i in range(4)] == ["Parameters", "Metrics", "Artifacts", "Graph"]
     assert "8" in tabs.children[2].value  # the artifact of Twice
-    formatter = shell.display_formatter.ipython_display_formatter
-    assert formatter.lookup(view) is not None
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:  # displayed: the inspector as HTML, and no widget
+        shell.display_formatter.format(view)
+    [output] = shown.outputs
+    assert "qflow-inspector" in output.data["text/html"] and "Twice" in output.data["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in output.data
+    assert output.data["text/plain"] == f"QFlow run {view.run_id} of W: succeeded"

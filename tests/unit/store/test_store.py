@@ -25,7 +25,8 @@ def test_save_has_load_and_manifest(tmp_path):
     np.testing.assert_array_equal(fresh.load(KEY, 1), np.arange(5))
     manifest = fresh.manifest(KEY)
     assert manifest["node"] == "Split" and [o["name"] for o in manifest["outputs"]] == ["json", "numpy"]
-    assert all(len(digest) == 64 for _, digest in manifest["files"].values())
+    assert manifest["hash"] == "xxh3_128"
+    assert all(len(digest) == 32 for _, digest in manifest["files"].values())
     with pytest.raises(StoreError, match="has 2 outputs"):
         fresh.load(KEY, 2)
 

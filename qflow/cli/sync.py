@@ -20,11 +20,11 @@ def sync(
     Runs are replayed from their event logs; a sync that was interrupted is resumed without
     duplicates. Exits with 1 if a run could not be synced (it stays waiting).
     """
-    from qflow.config.paths import Paths
+    from qflow.config.loader import project_paths
     from qflow.trackers.sync import markers
     from qflow.trackers.sync import sync as sync_runs
 
-    paths = Paths.discover()
+    paths = project_paths()
     wanted = list(run_ids) if run_ids else None
     if wanted:
         known = {m.run_id for m in markers(paths, run_ids=wanted)}

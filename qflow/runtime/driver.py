@@ -1,6 +1,7 @@
 """The run driver: plans a graph's computation and hands the nodes that must run to a launcher.
 
-For each node whose upstream nodes are settled, in graph order: compute its key from its
+For each node whose upstream nodes are settled, in graph order, the planner
+(:mod:`qflow.runtime.plan`, which ``qflow plan`` uses too) computes its key from its
 upstream keys; if the store has it, the node is *cached* and nothing is read; otherwise it
 becomes a :class:`~qflow.runtime.task.NodeTask` submitted to the launcher's node runner,
 which computes it in this process or elsewhere and answers with the key its outputs are
@@ -16,12 +17,11 @@ from typing import Any, Protocol
 
 from qflow.dsl.proxy import Proxy
 from qflow.errors import IntegrityError, QFlowError, StepError
-from qflow.graph.explain import explain
 from qflow.graph.graph import Graph, Node, map_leaves
-from qflow.graph.keys import components, digest
 from qflow.runtime.events import Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
 from qflow.runtime.interrupt import describe
+from qflow.runtime.plan import Planner
 from qflow.runtime.task import Context, DamagedInput, Inline, NodeTask, Ref, TaskResult, run_node
 
 
@@ -78,41 +78,26 @@ class Driver:
                  cache: bool = True) -> None:
         self.graph = graph
         self.store = store
-        self.registry = store.registry
         self.run_state = run
         self.observer = observer
         self.runner = runner
         self.location = location
         self.root = root
         self.cache = cache
-        self.keys: dict[str, str] = {}
-        self.previous: dict[str, Any] = {}
-        self._declared: dict[str, list[Any]] = {}
+        self.planner = Planner(graph, store, root=root, cache=cache)
+        self.keys = self.planner.keys
         self._planned: dict[str, str] = {}  # node -> key from its components
         self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
         self._settled: set[str] = set()
 
-    # -- keys and cache decisions -------------------------------------------------------------
+    # -- keys and cache decisions (the planner's) ---------------------------------------------
     def declared(self, node: Node) -> list[Any]:
         """The factory each output's annotation asks for (``None``: chosen by the value)."""
-        if node.kind == "input":
-            return [None]
-        found = self._declared.get(node.id)
-        if found is None:
-            found = self._declared[node.id] = [self.registry.for_annotation(a) for a in node.outputs]
-        return found
+        return self.planner.declared(node)
 
     def _cacheable(self, node: Node) -> bool:
-        if not self.cache:
-            return False
-        if node.kind == "step":
-            return bool(type(node.obj).__qflow_cache__)
-        return node.kind == "provider" and node.obj.cache
-
-    def _inline(self, node: Node) -> bool:
-        """Input values and uncached providers travel inside the tasks that read them."""
-        return node.kind == "input" or (node.kind == "provider" and not node.obj.cache)
+        return self.planner.cacheable(node)
 
     def _promote(self, node: Node, metric: str, value: float) -> None:
         for label, name in node.labels.items():
@@ -120,16 +105,24 @@ class Driver:
                 self.run_state.metrics[label] = value
 
     def _visit(self, node: Node) -> None:
+        # Shared with other runs; `qflow cache gc` takes it exclusively: a key found in the
+        # store is in the run's record (nodes.jsonl) before gc may choose what to remove.
+        with self.store.lock(shared=True):
+            if self._decide(node):
+                return
+        self._submit(node)
+
+    def _decide(self, node: Node) -> bool:
+        """Key ``node`` and settle it if it needs no computing; whether it was settled."""
         record = self.run_state.nodes[node.id]
-        declared = self.declared(node)
-        comps = components(node, self.keys, [f.ident if f else None for f in declared], self.root)
-        record.components = comps
-        record.key = self.keys[node.id] = self._planned[node.id] = digest(comps)
-        if self._inline(node):
-            record.status = "inline" if node.kind == "provider" else "input"
+        decision = self.planner.decide(node)
+        record.components = decision.components
+        record.key = self._planned[node.id] = decision.key
+        if decision.status in ("input", "inline"):
+            record.status = decision.status
             self._settle(node)
-            return
-        if self._cacheable(node) and self.store.has(record.key):
+            return True
+        if decision.status == "cached":
             record.status = "cached"
             try:
                 record.metrics = self.store.manifest(record.key).get("metrics", [])
@@ -138,16 +131,9 @@ class Driver:
             for metric in record.metrics:
                 self._promote(node, metric["name"], metric["value"])
             self._settle(node)
-            return
-        if not self._cacheable(node):
-            record.reasons = ["caching is off for this step" if self.cache else "caching is off"]
-        else:
-            previous = self.previous.get(node.id)
-            upstream = {self.keys[u]: u for u in node.upstream}
-            record.reasons = explain(previous, comps, upstream) or [
-                "it failed last time" if previous and previous.get("_failed")
-                else "artifact missing from the store"]
-        self._submit(node)
+            return True
+        record.reasons = decision.reasons
+        return False
 
     def _settle(self, node: Node) -> None:
         self._settled.add(node.id)
@@ -283,8 +269,7 @@ class Driver:
     def execute(self) -> RunState:
         """Run every node; return the run state (``status`` ``succeeded`` or raise)."""
         run = self.run_state
-        scope = f"workflow-{self.graph.name}"
-        self.previous = self.store.read_index(scope)
+        scope = self.planner.scope
         self.observer.run_started(run=run)
         try:
             self.runner.start(run, self._on_info)
@@ -328,9 +313,10 @@ class Driver:
                     self.store.remove_scratch(run.run_id)
                 self.store.flush()
             finally:
+                previous = self.planner.previous
                 for nid, rec in run.nodes.items():
                     if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
-                        self.previous[nid] = {**rec.components, "_failed": rec.status == "failed"}
-                self.store.write_index(scope, self.previous)
+                        previous[nid] = {**rec.components, "_failed": rec.status == "failed"}
+                self.store.write_index(scope, previous)
                 run.ended = time.time()
                 self.observer.run_finished(run=run)

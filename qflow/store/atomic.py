@@ -147,8 +147,9 @@ def _publish(tmp: Path, final: Path, folder: bool) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
+def file_lock(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive (or ``shared``) lock on ``path`` (created if missing) while the block
+    runs; shared holders exclude an exclusive one, not each other.
 
     An OS lock (``flock``): the kernel releases it when the holder dies, so no lock is ever
     stale. Yields whether the lock is held: always ``True`` when ``wait`` (the default) blocks
@@ -165,7 +166,8 @@ def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return

@@ -94,8 +94,8 @@ def _sync_mode(tracker: Tracker, value: str | None) -> SyncMode:
     if value not in modes:
         raise ConfigError(f"The {tracker.name} tracker's setting `sync: {value}` is not one of "
                           f"{', '.join(modes)}.",
-                          hint="Fix configs/tracker/<name>.yaml or the command line "
-                               "(tracker.sync=manual).")
+                          hint=f"Fix configs/tracker/{tracker.name}.yaml or the command "
+                               "line (tracker.sync=manual).")
     if value != "inline" and not tracker.deferred:
         raise ConfigError(f"The {tracker.name} tracker records runs as they happen; its setting "
                           f"`sync: {value}` applies only to trackers synced later (mlflow).",

@@ -21,7 +21,7 @@ from qflow.config.paths import Paths
 from qflow.errors import StepError
 from qflow.launchers.local import LocalLauncher
 from qflow.trackers.mlflow import MlflowTracker
-from qflow.trackers.sync import CRASHED, markers, sync
+from qflow.trackers.sync import CRASHED, drop, markers, sync
 
 
 @qflow.step
@@ -225,3 +225,12 @@ def test_a_running_run_is_left_for_later_and_shown_from_its_record(tmp_path):
         f"1 run still running ({state.run_id}): synced when it ends."]
     assert view.status == "running" and view.tracker == "mlflow"
     assert list(sync(Paths.discover(tmp_path)).synced) == [state.run_id]
+
+
+def test_deleting_the_trackers_data_drops_the_runs_waiting_for_it(tmp_path):
+    launch(tmp_path, "manual")
+    paths = Paths.discover(tmp_path)
+    deleted: list[bool] = []
+    assert drop(paths, "wandb") == 0 and len(markers(paths)) == 1  # another tracker's runs
+    assert drop(paths, "mlflow", then=lambda: deleted.append(True)) == 1
+    assert deleted == [True] and not markers(paths)

@@ -2,7 +2,8 @@
 
 The page is generated into the build only (a virtual file, nothing under ``docs/``), so it
 cannot drift from the code: every command of ``qflow.cli.main.COMMANDS`` is loaded and its
-help, usage, arguments and options are read from the click objects Typer builds.
+help, usage, arguments and options are read from the click objects Typer builds (a group's
+sub-commands, such as ``qflow cache ls``, get sections of their own).
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ def _context(command: Any, name: str, parent: Any) -> Any:
                                  **command.context_settings)
 
 
-def _section(command: Any, ctx: Any) -> list[str]:
-    """Heading, help, usage and parameter tables of one command (Typer's click objects)."""
-    lines = [f"## `{ctx.command_path}`", ""]
+def _section(command: Any, ctx: Any, level: int = 2, subcommands: bool = True) -> list[str]:
+    """Heading, help, usage and parameter tables of one command (Typer's click objects); a
+    group's sub-commands follow, a level down."""
+    lines = [f"{'#' * level} `{ctx.command_path}`", ""]
     if command.help:
         lines += [command.help.strip(), ""]
     lines += ["```text", ctx.get_usage().strip(), "```", ""]
@@ -82,6 +84,10 @@ def _section(command: Any, ctx: Any) -> list[str]:
     lines += _params_table("Arguments", [p for p in params if p.param_type_name == "argument"],
                            ctx)
     lines += _params_table("Options", [p for p in params if p.param_type_name == "option"], ctx)
+    for name in command.list_commands(ctx) if subcommands and hasattr(command, "list_commands") \
+            else []:
+        sub = command.get_command(ctx, name)
+        lines += _section(sub, _context(sub, name, ctx), level + 1)
     return lines
 
 
@@ -100,7 +106,7 @@ def render() -> str:
         f"`{PROG} COMMAND --help` prints, as tables. The guide to the commands and to project",
         "configuration is [The qflow command](../cli.md).",
         "",
-        *_section(group, root),
+        *_section(group, root, subcommands=False),
         "**Commands**",
         "",
         "| command | what it does |",

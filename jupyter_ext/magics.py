@@ -32,7 +32,8 @@ from qflow.runtime.views import add_view, remove_view
 
 _SESSIONS: dict[int, Session] = {}
 USAGE = ("Usage: %qflow graph | status | rerun-stale | runs [WORKFLOW] | "
-         "inspect RUN_ID [--tracker NAME] | watch RUN_ID")
+         "inspect RUN_ID [--tracker NAME] | watch RUN_ID | load RUN_ID [STEP ...] | "
+         "resume RUN_ID")
 STEP_USAGE = ("Usage: %%qflow_step NAME [--inputs a,b] [--outputs c,d] [--no-cache]\n"
               "NAME names the step (a Python identifier); the cell's inputs and outputs are found "
               "from its code, --inputs/--outputs set them instead, --no-cache always runs it.")
@@ -196,7 +197,34 @@ class QFlowMagics(Magics):
                 raise UsageError("Usage: %qflow inspect RUN_ID [--tracker NAME]")
             tracker = rest[rest.index("--tracker") + 1] if "--tracker" in rest else None
             return _view(self.session, rest[0], tracker)  # shown by show_run (load())
+        if command in ("load", "resume"):
+            if not rest or (command == "resume" and len(rest) != 1):
+                raise UsageError("Usage: %qflow load RUN_ID [STEP ...] | %qflow resume RUN_ID "
+                                 "(`%qflow runs` lists the runs)")
+            return self._load(rest[0], rest[1:] or None, resume=command == "resume")
         raise UsageError(f"Unknown %qflow command {command!r}. {USAGE}")
+
+    def _load(self, run_id: str, steps: list[str] | None, *, resume: bool) -> None:
+        """Put a past run's outputs into the namespace as its steps' outputs; with ``resume``,
+        the steps that did not finish are marked stale, to run again."""
+        from qflow import api
+        from qflow.runtime.record import find_record, node_entries
+
+        session = self.session
+        try:
+            outputs = api.load_run(run_id, steps, root=session.paths.root)
+            nodes = node_entries(session.paths.runs, find_record(session.paths.runs, run_id))
+        except QFlowError as exc:
+            raise UsageError(exc.message + (f" {exc.hint}" if exc.hint else "")) from None
+        values = {name: outputs[name] for name in outputs}  # numpy arrays stay memory-mapped
+        sources = {name: (outputs.slot(name).node, outputs.slot(name).key) for name in outputs}
+        unfinished = [nid for nid, node in nodes.items() if node.get("kind") != "input"
+                      and node.get("status") not in ("ran", "cached")] if resume else []
+        session.adopt(run_id, values, sources, unfinished)
+        print(f"[qflow] loaded {', '.join(values) or 'nothing'} from run {run_id}")
+        if unfinished:
+            print(f"[qflow] did not finish in that run, now stale: {', '.join(unfinished)}. Fix "
+                  "the failing cell and run on from it.")
 
     def _rerun_stale(self) -> None:
         """Run the stale steps again here, upstream first; each stale cell's status line then
@@ -205,7 +233,8 @@ class QFlowMagics(Magics):
         banners = next(v for v in session.views if isinstance(v, Banners))
         here = f"In [{_cell_number(self.shell)}]"
         done = []
-        while stale := session.stale():
+        unknown = [s.name for s in session.stale() if not s.source]
+        while stale := [s for s in session.stale() if s.source]:
             step = stale[0]
             print(f"── {step.name} ({step.cell}) ──")
             cell_id, step.cell_id = step.cell_id, None  # the same cell, run from here
@@ -218,7 +247,11 @@ class QFlowMagics(Magics):
                 banners.note(step.name, f"{step.name}: re-run by %qflow rerun-stale ({here}); "
                                         "its current output is there.")
             done.append(step.name)
-        print(f"[qflow] re-ran {', '.join(done)}" if done else "[qflow] nothing is stale")
+        print(f"[qflow] re-ran {', '.join(done)}" if done else "[qflow] nothing is stale"
+              if not unknown else "[qflow] nothing re-ran")
+        if unknown:
+            print(f"[qflow] run these cells yourself ({', '.join(unknown)}): they come from a "
+                  "resumed run and have not run in this kernel.")
 
 
 class _HTML:

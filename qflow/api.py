@@ -1,28 +1,38 @@
-"""Inspect runs from Python: ``inspect_run`` and ``list_runs`` over any tracker.
+"""Inspect runs from Python: ``inspect_run`` and ``list_runs`` over any tracker, and
+``load_run`` for a past run's outputs.
 
 ```python
 from qflow import api
 run = api.inspect_run(run_id="20261125-160102-417-9c1e2a")
 run.metrics["accuracy"], run.parameters["alpha"], run.artifacts["Fit"]
+outputs = api.load_run("20261125-160102-417-9c1e2a")   # loads nothing yet
+model = outputs["Fit"]                                   # loads Fit's output only
 ```
 
 The tracker is the project's configured one (``configs/project.yaml``) unless one is named
 (``"mlflow"``, ``"wandb"``, ``"file"``) with its settings as keywords
 (``tracking_uri="http://server:5000"`` reads runs another machine logged), or passed as an
 instance. Artifacts load lazily from the artifact store by the keys in the run record.
+
+A deferred tracker (MLflow) records a run after it ends, in a background process; before
+reading one, these functions sync the project's runs still waiting for it (waiting for a sync
+in progress), so a run that just ended is never missing. A run still running is shown from
+its run record.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qflow.config.paths import Paths
 from qflow.errors import ConfigError
+from qflow.runtime.outputs import LazyArtifacts, step_slots
+from qflow.runtime.record import read_record
 from qflow.trackers import create
 from qflow.trackers.base import RunData, Tracker
 
@@ -43,45 +53,6 @@ def tracker_for(tracker: str | Tracker | None = None, *, root: Path | str | None
         tracker, configured = configured_tracker(project) if project else ("file", {})
         settings = {**configured, **settings}
     return create(tracker, Paths.discover(root), settings)
-
-
-class Artifacts(Mapping[str, Any]):
-    """A run's artifacts by step name, loaded from the store on first access."""
-
-    def __init__(self, nodes: dict[str, Any], store: str | None) -> None:
-        self._keys = {n: d["key"] for n, d in nodes.items()
-                      if d.get("key") and d.get("kind") != "input" and d.get("status") in
-                      ("ran", "cached")}
-        self._store_path = store
-        self._store: Any = None
-        self._cache: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._keys:
-            raise KeyError(f"{name!r}: no artifact of that step (steps: {', '.join(self._keys)})")
-        if name not in self._cache:
-            if self._store is None:
-                from qflow.store.location import StoreLocation, open_store
-
-                location = StoreLocation.of(str(self._store_path or ""))
-                if not self._store_path or (location.is_local and not location.path.is_dir()):
-                    raise ConfigError(f"The artifact store of this run ({self._store_path}) is "
-                                      "not reachable from here.")
-                self._store = open_store(location)
-            key = self._keys[name]
-            count = len(self._store.manifest(key)["outputs"])
-            values = [self._store.load(key, i) for i in range(count)]
-            self._cache[name] = values[0] if count == 1 else tuple(values)
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __repr__(self) -> str:
-        return f"Artifacts({', '.join(self._keys)})"
 
 
 def _decoded(text: Any) -> Any:
@@ -200,7 +171,8 @@ class RunView:
             error=record.get("error") or data.tags.get("qflow.error"),
             steps=steps,
             graph=record.get("graph") or {},
-            artifacts=Artifacts(record.get("nodes") or {}, str(store) if store else None),
+            artifacts=LazyArtifacts(step_slots(record.get("nodes") or {}),
+                                    str(store) if store else None, run_id=data.run_id),
             experiment_id=data.experiment_id,
         )
 
@@ -250,10 +222,40 @@ class RunView:
                 + table("Metrics", self.metrics) + table("Steps", steps) + "</div>")
 
 
+def _synced(chosen: Tracker, root: Path | str | None, run_id: str | None = None) -> RunView | None:
+    """Sync the runs of the project at ``root`` waiting for ``chosen`` (a deferred tracker);
+    the view of ``run_id`` from its run record if it is still running."""
+    if not chosen.deferred:
+        return None
+    from qflow.config.loader import project_paths
+    from qflow.trackers.sync import sync
+
+    paths = project_paths(root)
+    report = sync(paths, tracker=chosen.name)
+    if run_id is not None and run_id in report.failed:
+        raise ConfigError(f"Run {run_id} is not in {chosen.name} yet: syncing it failed "
+                          f"({report.failed[run_id]}).",
+                          hint="Fix the cause, then `qflow sync`; the run waits meanwhile.")
+    if run_id is not None and run_id in report.running:
+        record = read_record(paths.runs, run_id)
+        return RunView.from_data(RunData(run_id=run_id, status="RUNNING", record=record),
+                                 chosen.name)
+    if run_id is None and report.failed:
+        import warnings
+
+        warnings.warn(f"{len(report.failed)} run(s) could not be synced into {chosen.name}: "
+                      + "; ".join(f"{r}: {e}" for r, e in report.failed.items())
+                      + " (fix the cause, then `qflow sync`).", RuntimeWarning, stacklevel=3)
+    return None
+
+
 def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = None, *,
                 run_id: str, root: Path | str | None = None, experiment_id: str | None = None,
                 **settings: Any) -> RunView:
     """The run ``run_id`` (QFlow's run id, or the tracker's own) as a ``RunView``.
+
+    Runs of the project still waiting for a deferred tracker (MLflow) are synced first; a
+    run still running is shown from its run record.
 
     Args:
         tracker: a tracker name (``"file"``, ``"mlflow"``, ``"wandb"``) or a tracker instance;
@@ -267,12 +269,17 @@ def inspect_run(tracker: str | Tracker | None = None, experiment: str | None = N
         **settings: the tracker's settings, such as ``tracking_uri`` for an MLflow server.
     """
     chosen = tracker_for(tracker, root=root, **settings)
+    running = _synced(chosen, root, run_id)
+    if running is not None:
+        return running
     return RunView.from_data(chosen.read_run(run_id, experiment or experiment_id), chosen.name)
 
 
 def list_runs(workflow: str | None = None, *, tracker: str | Tracker | None = None,
               root: Path | str | None = None, **settings: Any) -> list[RunView]:
     """The runs (of ``workflow``) the tracker holds, newest first.
+
+    Runs of the project still waiting for a deferred tracker (MLflow) are synced first.
 
     Args:
         workflow: only the runs of this workflow (its name in run records); all by default.
@@ -281,4 +288,57 @@ def list_runs(workflow: str | None = None, *, tracker: str | Tracker | None = No
         **settings: the tracker's settings.
     """
     chosen = tracker_for(tracker, root=root, **settings)
+    _synced(chosen, root)
     return [RunView.from_data(data, chosen.name) for data in chosen.list_runs(workflow)]
+
+
+def load_run(run_id: str, steps: Iterable[str] | None = None, *,
+             root: Path | str | None = None) -> LazyArtifacts:
+    """A past run's outputs, by name, each loaded from the artifact store when first used.
+
+    For a workflow run the names are its steps (and cached providers): a step's output, or
+    the tuple of its outputs when it has several. For a notebook session's run they are the
+    variables its step cells defined, a later cell winning for a name several define. Only
+    steps that ran or came from the cache and whose output is still in the store are there
+    (for a run that failed or was killed, the steps that finished). Numpy arrays come back
+    memory-mapped; looking up one name loads nothing else.
+
+    Args:
+        run_id: the run (``qflow ps`` lists them).
+        steps: only these steps (step cells, for a notebook session).
+        root: the project (or folder) whose runs to read; found from the working folder
+            by default.
+
+    Raises:
+        ConfigError: no such run (the message names the runs folder), an unknown step, or
+            a store that is not reachable from here.
+    """
+    from qflow.config.loader import project_paths
+    from qflow.notebook.session import OUTPUTS, RESULT
+    from qflow.runtime.outputs import variable_slots
+    from qflow.runtime.record import find_record, node_entries
+    from qflow.store.location import StoreLocation, open_store
+
+    paths = project_paths(root)
+    record = find_record(paths.runs, run_id)
+    nodes = node_entries(paths.runs, record)
+    if steps is not None:
+        steps = list(steps)
+        unknown = [s for s in steps if s not in nodes]
+        if unknown:
+            known = ", ".join(n for n, e in nodes.items() if e.get("kind") != "input")
+            raise ConfigError(f"Run {run_id} has no step {unknown[0]!r} (steps: {known or 'none'}).")
+        nodes = {nid: node for nid, node in nodes.items() if nid in steps}
+    url = str(record.get("store") or "")
+    location = paths.store_location()
+    if url != location.url:
+        location = StoreLocation.of(url)
+    if not url or (location.is_local and not location.path.is_dir()):
+        raise ConfigError(f"The artifact store of run {run_id} ({url or 'unknown'}) is not "
+                          "reachable from here.")
+    store = open_store(location)
+    present = {nid: node for nid, node in nodes.items()
+               if node.get("key") and store.has(str(node["key"]))}
+    slots = variable_slots(present, store, (RESULT, OUTPUTS)) if record.get("kind") == "notebook" \
+        else step_slots(present)
+    return LazyArtifacts(slots, store, run_id=run_id)

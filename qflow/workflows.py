@@ -3,7 +3,8 @@
 ``qflow run -w NAME`` and ``python workflows/NAME/workflow.py`` both come here, so they do
 the same thing: compose the configuration, validate parameters and inputs against the
 workflow class (``qflow.project.workflows``), and compute it with the configured
-launcher and tracker, or search its parameters with the configured tuner.
+launcher and tracker, search its parameters with the configured tuner, or plan a run
+(``qflow plan``, ``python workflow.py plan``: what would run and why, running nothing).
 
 ``python workflow.py [run] [alpha=0.5 | parameters.alpha=0.5 ...]`` outside a project
 builds the workflow with those parameters and computes it with the local launcher and
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
     from qflow.dsl.decorators import WorkflowBase
     from qflow.launchers.base import Launcher
     from qflow.runtime.events import RunState
+    from qflow.runtime.plan import RunPlan
 
 USAGE = """\
-usage: python {prog} [run|tune] [NAME=VALUE ...] [--no-cache]
+usage: python {prog} [run|tune|plan] [NAME=VALUE ...] [--no-cache] [--json]
 
-Runs the workflow {name}. NAME is a workflow parameter ({fields}); the Hydra spelling
+Runs the workflow {name} (`plan`: says which steps a run would compute and why, runs
+nothing; --json for scripts). NAME is a workflow parameter ({fields}); the Hydra spelling
 parameters.NAME=VALUE works too. Values are parsed as JSON where they can be (0.5, true, [1,2]).
 """
 
@@ -108,6 +111,25 @@ def run_workflow(root: Path, folder: Path, overrides: list[str], *,
     config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
     with make_launcher(config, root, console=console, cache=cache) as launcher:
         return launcher.launch(workflow, inputs, name=folder.name)
+
+
+def plan_workflow(root: Path, folder: Path, overrides: list[str], *,
+                  cls: type[WorkflowBase] | None = None, cache: bool = True) -> RunPlan:
+    """What ``run_workflow`` would do with the same arguments, computing nothing: which steps
+    would run and why, which come from the cache, and the time they took in past runs."""
+    if cls is None and is_notebook_workflow(folder):
+        raise ConfigError(f"{folder / 'workflow.ipynb'} is a notebook workflow: its steps are "
+                          "known only as its cells run, so it cannot be planned.",
+                          hint=f"Run it (`qflow run -w {folder.name}`): cells whose key is in "
+                               "the cache load instead of running.")
+    from qflow.launchers.base import GraphLauncher
+
+    config, workflow, inputs = prepare(root, folder, overrides, cls=cls)
+    with make_launcher(config, root, console=False, cache=cache) as launcher:
+        if not isinstance(launcher, GraphLauncher):
+            raise ConfigError(f"The {launcher.name} launcher runs notebooks; it cannot plan "
+                              f"the workflow {folder.name}.")
+        return launcher.plan(workflow, inputs, name=folder.name)
 
 
 def tune_workflow(root: Path, folder: Path, overrides: list[str], *, n_trials: int | None = None,
@@ -201,11 +223,14 @@ def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
         fields = ", ".join(getattr(workflow_cls, "model_fields", {})) or "none"
         print(USAGE.format(prog=prog, name=workflow_cls.__name__, fields=fields))
         return None
-    command = args.pop(0) if args and args[0] in ("run", "tune") else "run"
+    command = args.pop(0) if args and args[0] in ("run", "tune", "plan") else "run"
     cache = "--no-cache" not in args
-    args = [a for a in args if a != "--no-cache"]
+    as_json = command == "plan" and "--json" in args
+    args = [a for a in args if a != "--no-cache" and not (as_json and a == "--json")]
     try:
         with sigterm_as_interrupt():
+            if command == "plan":
+                return _plan(workflow_cls, args, prog, cache, as_json)
             return _launch(workflow_cls, command, args, prog, cache)
     except StepError as exc:
         report_error(exc)
@@ -218,14 +243,34 @@ def launch(workflow_cls: Any, argv: list[str] | None = None) -> Any:
         sys.exit(exit_code(exc))
 
 
-def _launch(workflow_cls: Any, command: str, args: list[str], prog: str, cache: bool) -> Any:
-    """``launch()`` once the command line is split: tune, run in a project, or run alone."""
+def _overrides(workflow_cls: Any, args: list[str], prog: str) -> list[str]:
+    """The command line's overrides, a bare parameter name as ``parameters.NAME``."""
     bad = [a for a in args if a.startswith("-")]
     if bad:
         raise ConfigError(f"Unknown option {bad[0]}.", hint=f"See `python {prog} --help`.")
-    project = _project_folder(workflow_cls)
     fields = getattr(workflow_cls, "model_fields", {})
-    overrides = [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
+    return [f"parameters.{a}" if a.partition("=")[0] in fields else a for a in args]
+
+
+def _plan(workflow_cls: Any, args: list[str], prog: str, cache: bool, as_json: bool) -> RunPlan:
+    """``python workflow.py plan``: print what a run would do (in a project, as ``qflow plan``)."""
+    overrides = _overrides(workflow_cls, args, prog)
+    project = _project_folder(workflow_cls)
+    if project is not None:
+        result = plan_workflow(*project, overrides, cls=workflow_cls, cache=cache)
+    else:
+        from qflow.launchers.local import LocalLauncher
+
+        workflow = workflow_cls(**parse_overrides(workflow_cls, args))
+        result = LocalLauncher(cache=cache).plan(workflow)
+    print(json.dumps(result.to_dict(), indent=1, default=repr) if as_json else result.describe())
+    return result
+
+
+def _launch(workflow_cls: Any, command: str, args: list[str], prog: str, cache: bool) -> Any:
+    """``launch()`` once the command line is split: tune, run in a project, or run alone."""
+    overrides = _overrides(workflow_cls, args, prog)
+    project = _project_folder(workflow_cls)
     if command == "tune":
         if project is None:
             raise ConfigError(f"Tuning {prog} needs a project: the `tune:` section of the "

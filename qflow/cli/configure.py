@@ -96,7 +96,10 @@ def teardown(
     if data is None:
         return
     if yes or typer.confirm(f"Delete {data.relative_to(root)}?"):
-        comp.remove_data(data)
+        dropped = comp.remove_data(root, choice, data)
         typer.echo(f"Deleted {data.relative_to(root)}")
+        if dropped:
+            typer.echo(f"Dropped {dropped} run{'s' if dropped > 1 else ''} waiting to be synced "
+                       f"into {choice.name}.")
     else:
         typer.echo(f"Kept {data.relative_to(root)} (pass --yes to delete it).")

@@ -1,7 +1,8 @@
 """The ``qflow`` command: a Typer app whose sub-commands are imported only when used.
 
 ``COMMANDS`` is a static table, so ``qflow --help`` lists every command with its one-line
-help without importing any command module (nor Hydra, pydantic or a tracker library).
+help without importing any command module (nor Hydra, pydantic or a tracker library). A
+command is a function, or a ``typer.Typer`` app for a group of sub-commands (``qflow cache``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "cache": ("qflow.cli.cache:app", "Inspect, verify and clean the artifact store"),
     "configure": ("qflow.cli.configure:configure", "Configure new component for Qflow project"),
+    "diff": ("qflow.cli.diff:diff", "Compare two runs"),
     "export": ("qflow.cli.export:export", "Export a notebook as a workflow"),
     "init": ("qflow.cli.init:init", "Create a new Qflow project"),
     "new": ("qflow.cli.new:new", "Create a new workflow"),
+    "plan": ("qflow.cli.plan:plan", "Show what a run would do, running nothing"),
     "ps": ("qflow.cli.ps:ps", "List runs for the workflow"),
     "run": ("qflow.cli.run:run", "Run a workflow"),
+    "sync": ("qflow.cli.sync:sync", "Sync finished runs into their tracker (MLflow)"),
     "teardown": ("qflow.cli.configure:teardown", "Tear down selected configuration"),
     "tune": ("qflow.cli.tune:tune", "Tune hyperparameters"),
     "visualise": ("qflow.cli.visualise:visualise", "Visualise workflow execution graph"),
@@ -50,6 +55,7 @@ def _guard(function: Any) -> Any:
             typer.echo("Interrupted." if code == 130 else "Terminated.", err=True)
             raise typer.Exit(code) from None
 
+    wrapper.__qflow_guarded__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -71,9 +77,16 @@ class LazyGroup(TyperGroup):
 
     @staticmethod
     def load(name: str) -> Any:
-        """The real command ``name``, built from its module's function."""
+        """The real command ``name``, built from its module's function (or Typer app)."""
         module_name, _, attr = COMMANDS[name][0].partition(":")
         function = getattr(importlib.import_module(module_name), attr)
+        if isinstance(function, typer.Typer):
+            for info in function.registered_commands:
+                if not getattr(info.callback, "__qflow_guarded__", False):
+                    info.callback = _guard(info.callback)
+            group = typer.main.get_command(function)
+            group.name = name
+            return group
         sub = typer.Typer(add_completion=False, context_settings=CONTEXT)
         sub.command(name=name, context_settings=CONTEXT)(_guard(function))
         return typer.main.get_command(sub)

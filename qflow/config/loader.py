@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from qflow.config.paths import Paths, find_project_root
 from qflow.config.schema import WorkflowSettings
 from qflow.errors import ConfigError
 
@@ -122,6 +123,26 @@ def load_config(root: Path, workflow_dir: Path, overrides: list[str] | None = No
     except ValidationError as exc:
         raise _config_error(config, exc) from None
     return config
+
+
+def project_settings(root: Path) -> WorkflowSettings:
+    """The project's own configuration (``configs/project.yaml`` and its component choices),
+    composed as a workflow with no settings of its own sees it: the paths, tracker and
+    launcher that commands about the whole project use (``qflow cache``, notebooks)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # a workflow folder of the project's defaults
+        (Path(tmp) / "config.yaml").write_text("defaults: [project, _self_]\n")
+        return load_config(root, Path(tmp)).settings
+
+
+def project_paths(start: Path | str | None = None) -> Paths:
+    """Where the project around ``start`` (the working folder by default) keeps its runs and
+    its store, as its ``paths:`` configuration says; outside a project, ``./.qflow``."""
+    root = find_project_root(start)
+    if root is None:
+        return Paths.discover(start)
+    return Paths.from_settings(root, project_settings(root).paths)
 
 
 def _check_choices(primary: Path, configs: Path, overrides: list[str]) -> None:

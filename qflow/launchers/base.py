@@ -3,9 +3,10 @@
 Every launcher is made the same way — ``Launcher(paths, tracker=..., tracker_settings=...,
 console=..., cache=..., observers=..., **settings)``, the settings being its section of the
 configuration (``configs/launcher/NAME.yaml``) — and runs work with ``launch(target, inputs,
-name=...)``, returning the finished ``RunState``. Launchers of
-workflows (``GraphLauncher``: local, Dask) build the graph and hand it to the run driver,
-offering it a node runner; the papermill launcher runs a notebook in a kernel.
+name=...)``, returning the finished ``RunState``. Launchers of workflows (``GraphLauncher``:
+local, Dask) build the graph and hand it to the run driver, offering it a node runner, or
+plan a run (``plan``) without running anything; the papermill launcher runs a notebook in a
+kernel.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from qflow.dsl.decorators import WorkflowBase
 from qflow.errors import ConfigError
 from qflow.graph.build import build
 from qflow.graph.check import check_provider_paths
+from qflow.graph.graph import Graph
 from qflow.runtime.console import Console
 from qflow.runtime.driver import Driver
 from qflow.runtime.events import NodeRun, Observer, Observers, RunState
-from qflow.runtime.record import RunRecorder, new_run_id
+from qflow.runtime.plan import RunPlan, plan
+from qflow.runtime.record import RunRecorder, list_records, new_run_id
 from qflow.runtime.task import NodeTask, TaskResult
 from qflow.runtime.views import views
 from qflow.store.location import open_store
 from qflow.trackers import create as create_tracker
+from qflow.trackers.sync import Pending
 
 
 class Launcher(ABC):
@@ -49,6 +53,9 @@ class Launcher(ABC):
         self.console = console
         self.cache = cache
         self.observers = list(observers or [])
+        # A deferred tracker (MLflow) records runs after they end, from a background process
+        # (qflow.trackers.sync); the tuner turns this off, its trials nest under a live run.
+        self.defer_trackers = True
 
     def __enter__(self) -> Launcher:
         return self
@@ -65,6 +72,10 @@ class Launcher(ABC):
         console, the configured tracker and any extra observers (the tracker after the
         console, so a run's output ends with where the tracker put it).
 
+        A deferred tracker is not started: a ``Pending`` observer marks the run for the sync
+        that replays it into the tracker when it ends (``qflow.trackers.sync``), unless
+        ``defer_trackers`` is off or the tracker's ``sync`` setting is ``inline``.
+
         Views come with the console (``console=False`` shows nothing); beside a view, the
         console prints to standard output and leaves the progress bars to the view.
         """
@@ -74,9 +85,12 @@ class Launcher(ABC):
         if self.console:
             observers.append(Console(sys.stdout, bars=False) if shown else Console())
         if self.tracker:
-            observers.append(create_tracker(self.tracker, self.paths, self.tracker_settings,
-                                            announce=self.console,
-                                            stream=sys.stdout if shown else None))
+            tracker = create_tracker(self.tracker, self.paths, self.tracker_settings,
+                                     announce=self.console, stream=sys.stdout if shown else None)
+            if self.defer_trackers and tracker.sync != "inline" and record:  # needs the log
+                observers.append(Pending(tracker, self.paths, self.tracker_settings))
+            else:
+                observers.append(tracker)
         return observers + self.observers
 
     @abstractmethod
@@ -100,8 +114,7 @@ class GraphLauncher(Launcher):
         ``name`` is what run records call the workflow (a project's workflow folder name);
         the class name by default.
         """
-        graph = build(target, inputs)
-        check_provider_paths(graph, self.paths.root)
+        graph = self.graph(target, inputs)
         location = self.paths.store_location()
         store = open_store(location)
         run = RunState(
@@ -117,6 +130,24 @@ class GraphLauncher(Launcher):
         driver = Driver(graph, store, run, watching, self.runner(store),
                         location=location, root=self.paths.root, cache=self.cache)
         return driver.execute()
+
+    def graph(self, target: WorkflowBase, inputs: dict[str, Any] | None = None) -> Graph:
+        """The graph of ``target``, checked against the files its providers read."""
+        graph = build(target, inputs)
+        check_provider_paths(graph, self.paths.root)
+        return graph
+
+    def plan(self, target: WorkflowBase, inputs: dict[str, Any] | None = None, *,
+             name: str | None = None) -> RunPlan:
+        """What ``launch(target, inputs, name=name)`` would do now: which steps it would
+        compute and why, which come from the cache, and how long they took before. Nothing
+        runs, no run is recorded and the store is only read."""
+        graph = self.graph(target, inputs)
+        store = open_store(self.paths.store_location(), read_only=True)
+        workflow = name or graph.name
+        return plan(graph, store, workflow=workflow, parameters=target.model_dump(mode="json"),
+                    root=self.paths.root, cache=self.cache,
+                    history=list_records(self.paths.runs, workflow))
 
     @abstractmethod
     def runner(self, store: Any) -> Any:

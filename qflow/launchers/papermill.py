@@ -35,7 +35,7 @@ from qflow.notebook import (
     step_of_cell,
 )
 from qflow.runtime.events import NodeRun, Observers, RunState
-from qflow.runtime.record import new_run_id
+from qflow.runtime.record import KERNEL_EVENTS, new_run_id
 from qflow.runtime.stream import Replay, follow
 from qflow.store.location import open_store
 
@@ -96,7 +96,7 @@ class PapermillLauncher(Launcher):
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            with self._kernel_events(run, folder / "kernel-events.jsonl", watching):
+            with self._kernel_events(run, folder / KERNEL_EVENTS, watching):
                 self._execute(notebook, output, values, run, cwd)
             run.status = "succeeded"
         except KeyboardInterrupt as exc:

@@ -298,14 +298,15 @@ class Session:
         watching = self.watching
         if self._describe(step):
             watching.graph_changed(run=self.run)
-        if cache and self.store.has(step.key):
-            try:
-                outcome = self._load(step)
-            except IntegrityError as exc:
-                print(f"[qflow] {name}: {exc.message}; recomputing.", file=sys.stderr)
-            else:
-                self._finish(step, previous_key, "cached")
-                return outcome
+        with self.store.lock(shared=True):  # `qflow cache gc` waits until the record has it
+            if cache and self.store.has(step.key):
+                try:
+                    outcome = self._load(step)
+                except IntegrityError as exc:
+                    print(f"[qflow] {name}: {exc.message}; recomputing.", file=sys.stderr)
+                else:
+                    self._finish(step, previous_key, "cached")
+                    return outcome
         return self._execute(step, code, names, execute, previous_key)
 
     def _claim(self, name: str, source: str, cell: str, cell_id: str | None) -> StepCell:
@@ -482,6 +483,37 @@ class Session:
                 changed = True
         return changed
 
+    def adopt(self, run_id: str, values: dict[str, Any], sources: dict[str, tuple[str, str]],
+              unfinished: list[str] = ()) -> None:
+        """Take a past run's outputs into the namespace as the outputs of its steps, so the
+        cells that read them key on those steps (and come from the cache when unchanged).
+
+        Args:
+            values: name -> value.
+            sources: name -> (step, key of its stored object).
+            unfinished: steps of the run that did not finish: marked stale here, to run again.
+        """
+        watching = self.watching
+        by_step: dict[str, list[str]] = {}
+        for name, (step, _) in sources.items():
+            by_step.setdefault(step, []).append(name)
+        self.ns.update(values)
+        for step_name, names in by_step.items():
+            step = self.steps.get(step_name) or StepCell(name=step_name, source="")
+            step.key, step.outputs, step.cell = sources[names[0]][1], sorted(names), f"run {run_id}"
+            step.cache, step.duration = True, 0.0
+            self.steps[step_name] = step
+            self._remember(step)
+            self._describe(step)
+            self._status(step, "cached").key = step.key
+        for step_name in unfinished:
+            step = self.steps.get(step_name) or StepCell(name=step_name, source="")
+            step.cell = step.cell or f"run {run_id}"
+            self.steps[step_name] = step
+            self._describe(step)
+            self._status(step, "stale")
+        watching.graph_changed(run=self.run)
+
     def stale(self) -> list[StepCell]:
         """Stale steps in the order they first ran (a dependency order)."""
         return [s for s in self.steps.values() if s.status == "stale"]
@@ -528,13 +560,9 @@ def session_config(start: Path | str | None = None) -> SessionConfig:
     paths = Paths.discover(start)
     config = SessionConfig(paths)
     if (paths.root / "configs" / "project.yaml").is_file():
-        import tempfile
+        from qflow.config.loader import project_settings
 
-        from qflow.config.loader import load_config
-
-        with tempfile.TemporaryDirectory() as tmp:  # a workflow folder of the project's defaults
-            (Path(tmp) / "config.yaml").write_text("defaults: [project, _self_]\n")
-            settings = load_config(paths.root, Path(tmp)).settings
+        settings = project_settings(paths.root)
         extra = {k: v for k, v in (settings.tracker.model_extra or {}).items() if v is not None}
         extra.update(project=settings.project_name, experiment=settings.experiment_name)
         config = SessionConfig(Paths.from_settings(paths.root, settings.paths),

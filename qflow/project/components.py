@@ -136,6 +136,13 @@ def remove(root: Path, choice: Choice, *, dry_run: bool = False) -> list[str]:
     return done
 
 
-def remove_data(folder: Path) -> None:
-    """Delete a choice's local data folder."""
-    shutil.rmtree(folder)
+def remove_data(root: Path, choice: Choice, folder: Path) -> int:
+    """Delete a choice's local data ``folder``; for a tracker, also the project's runs still
+    waiting to be synced into it (while no sync runs); return how many runs were dropped."""
+    if choice.component != "tracker":
+        shutil.rmtree(folder)
+        return 0
+    from qflow.config.paths import Paths
+    from qflow.trackers.sync import drop
+
+    return drop(Paths.discover(root), choice.name, then=lambda: shutil.rmtree(folder))

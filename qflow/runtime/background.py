@@ -96,6 +96,14 @@ class LineFile:
             self._error = exc
 
 
+def flush_lines() -> None:
+    """Write the queued lines of every line file of this process now (the run driver, before
+    it lets go of the store's lock: the lines name the keys a run took from the store). A
+    file that cannot be written reports it when closed."""
+    for lines in list(_OPEN):
+        lines._flush_later()
+
+
 def sync_soon(path: Path) -> None:
     """Make the file ``path`` and its entry in its folder durable, on the background thread
     (at the latest when the interpreter exits)."""

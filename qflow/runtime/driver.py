@@ -1,6 +1,7 @@
 """The run driver: plans a graph's computation and hands the nodes that must run to a launcher.
 
-For each node whose upstream nodes are settled, in graph order: compute its key from its
+For each node whose upstream nodes are settled, in graph order, the planner
+(:mod:`qflow.runtime.plan`, which ``qflow plan`` uses too) computes its key from its
 upstream keys; if the store has it, the node is *cached* and nothing is read; otherwise it
 becomes a :class:`~qflow.runtime.task.NodeTask` submitted to the launcher's node runner,
 which computes it in this process or elsewhere and answers with the key its outputs are
@@ -12,21 +13,27 @@ A node computed in this process gets no key when nothing needs one: when neither
 node downstream of it is cached (every node of a run with caching off), nothing is looked
 up or stored, so its key would only cost time. The in-process runner keeps a value in memory
 until the last node that reads it has run (or the run ends, for the workflow's result).
+
+While it looks keys up, the driver holds the store's lock shared (``qflow cache gc`` takes it
+exclusively) and lets go only once the run record names every key it found — before a step
+computes and when the run's decisions are done — so gc never removes an object a run in
+flight took from the cache. Consecutive cache hits share one hold of the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Protocol
 
 from qflow.dsl.proxy import Proxy
 from qflow.errors import IntegrityError, QFlowError, StepError
-from qflow.graph.explain import explain
 from qflow.graph.graph import Graph, Node, map_leaves, proxies_in
-from qflow.graph.keys import components, digest
+from qflow.runtime.background import flush_lines
 from qflow.runtime.events import Observer, RunState, StopRun
 from qflow.runtime.info import Metric, RuntimeInfo
 from qflow.runtime.interrupt import describe
+from qflow.runtime.plan import Planner
 from qflow.runtime.task import Context, DamagedInput, Inline, NodeTask, Ref, TaskResult, run_node
 
 
@@ -94,26 +101,25 @@ class Driver:
                  cache: bool = True) -> None:
         self.graph = graph
         self.store = store
-        self.registry = store.registry
         self.run_state = run
         self.observer = observer
         self.runner = runner
         self.location = location
         self.root = root
         self.cache = cache
-        self.keys: dict[str, str] = {}
-        self.previous: dict[str, Any] = {}
-        self._declared: dict[str, list[Any]] = {}
-        self._by_annotation: dict[Any, Any] = {}
+        self.planner = Planner(graph, store, root=root, cache=cache)
+        self.keys = self.planner.keys
         self._planned: dict[str, str] = {}  # node -> key from its components
         self._flying: dict[str, Any] = {}  # node -> handle, while it computes out of process
         self._after: dict[str, list[Node]] = {}  # recomputed node -> tasks waiting for it
         self._settled: set[str] = set()
+        self._locked = contextlib.ExitStack()  # the store's lock, while held
+        self._holding = False
         self._upstream = {nid: node.upstream for nid, node in graph.nodes.items()}
         self._keyed = self._needing_keys()
         self._readers = self._count_readers()
 
-    # -- keys and cache decisions -------------------------------------------------------------
+    # -- keys and cache decisions (the planner's) ---------------------------------------------
     def _needing_keys(self) -> set[str]:
         """The nodes whose key is computed: the cached ones and every node they read from,
         directly or not; every node when tasks compute out of process (values then travel
@@ -146,32 +152,10 @@ class Driver:
 
     def declared(self, node: Node) -> list[Any]:
         """The factory each output's annotation asks for (``None``: chosen by the value)."""
-        if node.kind == "input":
-            return [None]
-        found = self._declared.get(node.id)
-        if found is None:
-            found = self._declared[node.id] = [self._factory(a) for a in node.outputs]
-        return found
-
-    def _factory(self, annotation: Any) -> Any:
-        try:
-            return self._by_annotation[annotation]
-        except KeyError:
-            found = self._by_annotation[annotation] = self.registry.for_annotation(annotation)
-            return found
-        except TypeError:  # an unhashable annotation
-            return self.registry.for_annotation(annotation)
+        return self.planner.declared(node)
 
     def _cacheable(self, node: Node) -> bool:
-        if not self.cache:
-            return False
-        if node.kind == "step":
-            return bool(type(node.obj).__qflow_cache__)
-        return node.kind == "provider" and node.obj.cache
-
-    def _inline(self, node: Node) -> bool:
-        """Input values and uncached providers travel inside the tasks that read them."""
-        return node.kind == "input" or (node.kind == "provider" and not node.obj.cache)
+        return self.planner.cacheable(node)
 
     def _promote(self, node: Node, metric: str, value: float) -> None:
         for label, name in node.labels.items():
@@ -179,39 +163,38 @@ class Driver:
                 self.run_state.metrics[label] = value
 
     def _visit(self, node: Node) -> None:
+        if not self._decide(node):
+            self._submit(node)
+
+    def _decide(self, node: Node) -> bool:
+        """Key ``node`` and settle it if it needs no computing; whether it was settled."""
+        if self._cacheable(node):
+            self._lock_store()
         record = self.run_state.nodes[node.id]
-        if node.id in self._keyed:
-            declared = self.declared(node)
-            comps = components(node, self.keys, [f.ident if f else None for f in declared],
-                               self.root)
-            record.components = comps
-            record.key = self.keys[node.id] = self._planned[node.id] = digest(comps)
-        if self._inline(node):
-            record.status = "inline" if node.kind == "provider" else "input"
+        decision = self.planner.decide(node, keyed=node.id in self._keyed)
+        record.components = decision.components
+        record.key = decision.key
+        if decision.key is not None:
+            self._planned[node.id] = decision.key
+        if decision.status in ("input", "inline"):
+            record.status = decision.status
             self._settle(node)
-            return
-        if self._cacheable(node) and self.store.has(record.key):
+            return True
+        if decision.status == "cached":
             record.status = "cached"
-            record.metrics = self._stored_metrics(node.id, record.key or "")
+            record.metrics = self._stored_metrics(node.id, decision.key or "")
             for metric in record.metrics:
                 self._promote(node, metric["name"], metric["value"])
             self._settle(node)
-            return
-        if not self._cacheable(node):
-            record.reasons = ["caching is off for this step" if self.cache else "caching is off"]
-        else:
-            previous = self.previous.get(node.id)
-            upstream = {self.keys[u]: u for u in self._upstream[node.id]}
-            record.reasons = explain(previous, record.components or {}, upstream) or [
-                "it failed last time" if previous and previous.get("_failed")
-                else "artifact missing from the store"]
-        self._submit(node)
+            return True
+        record.reasons = decision.reasons
+        return False
 
     def _stored_metrics(self, node_id: str, key: str) -> list[dict[str, Any]]:
         """The metrics saved with ``key``: as the workflow's index remembers them when its
         last run of ``node_id`` made or found that key (no manifest to read per cached step),
         else from the store's manifest."""
-        last = self.previous.get(node_id)
+        last = self.planner.previous.get(node_id)
         if last is not None and last.get("_key") == key and not last.get("_failed") \
                 and isinstance(last.get("_metrics"), list):
             return list(last["_metrics"])
@@ -233,6 +216,24 @@ class Driver:
                 if left == 1:
                     self.runner.release(  # type: ignore[attr-defined]
                         nid, len(self.graph.nodes[nid].outputs))
+
+    # -- the store's lock ---------------------------------------------------------------------
+    def _lock_store(self) -> None:
+        """Hold the store's lock shared, from before a key is looked up (see the module's
+        docstring); several look-ups in a row share one hold."""
+        if not self._holding:
+            self._locked.enter_context(self.store.lock(shared=True))
+            self._holding = True
+
+    def _unlock_store(self) -> None:
+        """Let the run record's queued lines reach its files (they name the keys found), then
+        let go of the store's lock."""
+        if self._holding:
+            self._holding = False
+            try:
+                flush_lines()
+            finally:
+                self._locked.close()
 
     # -- tasks --------------------------------------------------------------------------------
     def _ref(self, value: Any) -> Any:
@@ -263,6 +264,7 @@ class Driver:
                      for i in range(len(self.graph.nodes[u].outputs))])
 
     def _submit(self, node: Node) -> None:
+        self._unlock_store()  # a step may compute for hours: gc need not wait for it
         record = self.run_state.nodes[node.id]
         record.status = "running"
         record.metrics = []
@@ -332,19 +334,23 @@ class Driver:
 
     def _schedule(self) -> None:
         waiting = list(self.graph.nodes.values())
-        while waiting or self._flying:
-            still = []
-            for node in waiting:
-                if all(self._known(u) for u in self._upstream[node.id]):
-                    self._visit(node)
-                else:
-                    still.append(node)
-            waiting = still
-            if self._flying:
-                self._collect()
+        try:
+            while waiting or self._flying:
+                still = []
+                for node in waiting:
+                    if all(self._known(u) for u in self._upstream[node.id]):
+                        self._visit(node)
+                    else:
+                        still.append(node)
+                waiting = still
+                if self._flying:
+                    self._collect()
+        finally:
+            self._unlock_store()
 
     def _collect(self) -> None:
         """Wait for tasks in flight and take in their results."""
+        self._unlock_store()
         for result in self.runner.wait():
             self._finish(self.graph.nodes[result.node], result)
 
@@ -367,8 +373,7 @@ class Driver:
     def execute(self) -> RunState:
         """Run every node; return the run state (``status`` ``succeeded`` or raise)."""
         run = self.run_state
-        scope = f"workflow-{self.graph.name}"
-        self.previous = self.store.read_index(scope)
+        scope = self.planner.scope
         self.observer.run_started(run=run)
         try:
             self.runner.start(run, self._on_info)
@@ -412,14 +417,14 @@ class Driver:
                     self.store.remove_scratch(run.run_id)
                 self.store.flush()
             finally:
-                changed = False
+                previous, changed = self.planner.previous, False
                 for nid, rec in run.nodes.items():
                     if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
                         entry = {**rec.components, "_failed": rec.status == "failed",
                                  "_key": rec.key, "_metrics": rec.metrics}
-                        if self.previous.get(nid) != entry:
-                            self.previous[nid], changed = entry, True
+                        if previous.get(nid) != entry:
+                            previous[nid], changed = entry, True
                 if changed:  # a fully cached rerun leaves the index as it was
-                    self.store.write_index(scope, self.previous)
+                    self.store.write_index(scope, previous)
                 run.ended = time.time()
                 self.observer.run_finished(run=run)

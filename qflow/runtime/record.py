@@ -21,10 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qflow.errors import ConfigError
 from qflow.runtime.background import LineFile, sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
+
+KERNEL_EVENTS = "kernel-events.jsonl"
+"""The events of a headless notebook's step cells, in its run's folder (papermill launcher)."""
 
 
 def new_run_id() -> str:
@@ -136,6 +140,54 @@ def effective_status(record: dict[str, Any]) -> str:
 def read_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
     """The record of ``run_id``."""
     return json.loads((Path(runs_dir) / run_id / "record.json").read_text())
+
+
+def find_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
+    """The record of ``run_id``, or a :class:`ConfigError` naming the runs folder."""
+    folder = Path(runs_dir)
+    try:
+        if run_id and "/" not in run_id and "\\" not in run_id and run_id not in (".", ".."):
+            return read_record(folder, run_id)
+    except (OSError, json.JSONDecodeError):
+        pass
+    newest = [r["run_id"] for r in list_records(folder)[:3]]
+    known = f" (newest: {', '.join(newest)})" if newest else " (it holds no runs)"
+    raise ConfigError(f"No run {run_id!r} in {folder}{known}.",
+                      hint="List the runs with `qflow ps`; a run id looks like "
+                           "20261125-160247-674-b098e0.")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            continue
+    return out
+
+
+def node_entries(runs_dir: Path | str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The node entries of a run: its record's, completed by what a run in progress (or one
+    killed before it could update its record) logged since: ``nodes.jsonl``, and the step
+    cells' events of a headless notebook (``kernel-events.jsonl``)."""
+    nodes = {nid: dict(node) for nid, node in (record.get("nodes") or {}).items()}
+    folder = Path(runs_dir) / str(record.get("run_id"))
+    logged = _lines(folder / "nodes.jsonl")
+    logged += [e["node"] for e in _lines(folder / KERNEL_EVENTS)
+               if e.get("event") == "node_finished" and isinstance(e.get("node"), dict)]
+    for entry in logged:
+        nid = entry.get("id")
+        if not isinstance(nid, str):
+            continue
+        known = nodes.get(nid)
+        if known is None or known.get("status") in ("pending", "running"):
+            nodes[nid] = {**(known or {}), **entry}
+    return nodes
 
 
 def list_records(runs_dir: Path | str, workflow: str | None = None) -> list[dict[str, Any]]:

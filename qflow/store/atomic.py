@@ -147,21 +147,30 @@ def _publish(tmp: Path, final: Path, folder: bool) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
+def file_lock(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive (or ``shared``) lock on ``path`` (created if missing) while the block
+    runs; shared holders exclude an exclusive one, not each other.
 
     An OS lock (``flock``): the kernel releases it when the holder dies, so no lock is ever
-    stale. Where ``fcntl`` is missing (Windows) the block runs unlocked.
+    stale. Yields whether the lock is held: always ``True`` when ``wait`` (the default) blocks
+    until it is free; ``False`` when ``wait=False`` and another process holds it (the block
+    then runs unlocked and should do nothing guarded). Where ``fcntl`` is missing (Windows)
+    the block runs unlocked.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        yield
+        yield True
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # closing releases the lock

@@ -36,6 +36,7 @@ A run's scratch store (``scratch/<run_id>/``) holds values that are not cached.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -45,6 +46,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ from qflow.artifacts.checksum import (
 )
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.store.atomic import atomic_write_bytes, process_alive, publish, sync_tree
+from qflow.store.atomic import atomic_write_bytes, file_lock, process_alive, publish, sync_tree
 
 MANIFEST = "manifest.json"
 BLOB = ".blob"
@@ -200,10 +202,16 @@ def check_run_id(run_id: str) -> str:
 
 
 class Store:
-    """Artifacts on a local disk, addressed by cache key."""
+    """Artifacts on a local disk, addressed by cache key.
 
-    def __init__(self, root: Path | str, registry: FactoryRegistry | None = None) -> None:
+    ``read_only`` opens the store without creating or cleaning anything (``qflow plan``):
+    whatever would write raises :class:`StoreError`.
+    """
+
+    def __init__(self, root: Path | str, registry: FactoryRegistry | None = None, *,
+                 read_only: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
         self.registry = registry or default_registry
         self._objects = self.root / "objects"
         self._objects_str = str(self._objects)
@@ -217,6 +225,8 @@ class Store:
         self._stamp_later: dict[str, tuple[Stats, bool]] = {}  # key -> (stats, needs fsync)
         self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
+        if read_only:
+            return
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -255,9 +265,73 @@ class Store:
         base = self._base(key)
         return os.path.exists(base + BLOB) or os.path.exists(f"{base}/{MANIFEST}")
 
+    def _writable(self, doing: str) -> None:
+        if self.read_only:
+            raise StoreError(f"Cannot {doing} the store {self.root}: it was opened read-only.")
+
+    # -- what the store holds (``qflow cache``) -----------------------------------------------
+    def keys(self) -> Iterator[str]:
+        """Every key stored, in no particular order; only committed objects are seen (never
+        what is being written in ``tmp/``, nor ``scratch/`` and ``quarantine/``)."""
+        try:
+            shards = sorted(e.path for e in os.scandir(self._objects) if e.is_dir())
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                entries = list(os.scandir(shard))
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            for entry in entries:
+                if entry.name.endswith(BLOB):
+                    yield entry.name[:-len(BLOB)]
+                elif entry.is_dir() and os.path.exists(os.path.join(entry.path, MANIFEST)):
+                    yield entry.name
+
+    def size(self, key: str) -> int:
+        """Bytes the object ``key`` takes on disk (its files and manifest)."""
+        try:
+            return self._blob(key).stat().st_size
+        except FileNotFoundError:
+            pass
+        total = 0
+        for dirpath, _, filenames in os.walk(self.path(key)):
+            for name in filenames:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
+    def remove(self, key: str) -> bool:
+        """Delete the object ``key``; ``False`` if it was not there. It is withdrawn at once
+        (renamed aside in one step), so readers see it whole or not at all."""
+        self._writable("remove an object from")
+        self._verified.discard(key)
+        self._stamp_later.pop(key, None)
+        self._stamp_path(key).unlink(missing_ok=True)
+        try:
+            self._blob(key).unlink()
+            return True
+        except FileNotFoundError:
+            pass
+        aside = self.new_tmp()
+        try:
+            os.rename(self.path(key), aside)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
+
+    def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The store's lock (the file ``lock`` in its folder). ``qflow cache gc`` holds it
+        exclusively while it chooses and removes objects; a run holds it shared from finding
+        a key in the store until its record names that key, so gc never removes an object
+        that a run in flight uses."""
+        return file_lock(self.root / "lock", shared=shared)
+
     # -- writing ------------------------------------------------------------------------------
     def new_tmp(self) -> Path:
         """A fresh path in ``tmp/`` owned by this process (removed if the process dies)."""
+        self._writable("write to")
         return Path(f"{self._tmp_str}/{self._tmp_prefix}{next(self._counter)}")
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
@@ -473,6 +547,7 @@ class Store:
 
     def quarantine(self, key: str) -> Path:
         """Move object ``key`` aside (kept for inspection) so that it is recomputed."""
+        self._writable("quarantine an object in")
         self._verified.discard(key)
         self._stamp_later.pop(key, None)
         target = self.root / "quarantine" / f"{key}-{uuid.uuid4().hex[:8]}"
@@ -501,6 +576,7 @@ class Store:
         An index only explains why steps run, so it is not synced: a power cut may lose its
         last update, after which it reads as empty or as the one before.
         """
+        self._writable("write to")
         path = self.root / "index" / f"{name}.json"
         encoded = json.dumps(data).encode()
         try:

@@ -16,20 +16,21 @@ from qflow.store.remote import RemoteStore
 
 __all__ = ["StoreLocation", "open_store"]
 
-_opened: dict[tuple[StoreLocation, int], Store | RemoteStore] = {}
+_opened: dict[tuple[StoreLocation, int, bool], Store | RemoteStore] = {}
 _lock = threading.Lock()
 
 
-def open_store(location: StoreLocation) -> Store | RemoteStore:
+def open_store(location: StoreLocation, *, read_only: bool = False) -> Store | RemoteStore:
     """The store at ``location``: a :class:`Store` for a folder or a ``file://`` URL, else a
-    :class:`RemoteStore`, the same one for the same location within a process."""
+    :class:`RemoteStore`, the same one for the same location within a process.
+    ``read_only`` opens it without creating or writing anything (see ``Store``)."""
     if location.is_local:  # cheap to open; a fresh one re-verifies what it loads
-        return Store(location.path)
+        return Store(location.path, read_only=read_only)
     # keyed by pid too: a forked child must not share its parent's temporary file names
-    memo = (location, os.getpid())
+    memo = (location, os.getpid(), read_only)
     with _lock:
         store = _opened.get(memo)
         if store is None:
-            store = RemoteStore(location)
+            store = RemoteStore(location, read_only=read_only)
             _opened[memo] = store
         return store

@@ -47,10 +47,12 @@ class RemoteStore:
 
     Credentials and endpoints come from the environment (``AWS_ACCESS_KEY_ID``,
     ``AWS_ENDPOINT_URL``...), which the file system's library reads itself, or from the
-    location's ``storage_options``.
+    location's ``storage_options``. ``read_only`` opens its local cache read-only (nothing
+    is downloaded into it).
     """
 
-    def __init__(self, location: StoreLocation, registry: FactoryRegistry | None = None) -> None:
+    def __init__(self, location: StoreLocation, registry: FactoryRegistry | None = None, *,
+                 read_only: bool = False) -> None:
         from fsspec.core import url_to_fs
 
         self.location = location
@@ -62,7 +64,7 @@ class RemoteStore:
                                    "the file system's package (pip install 'qflow[s3]').") from exc
         self.fs: AbstractFileSystem = fs
         cache = location.cache_dir or Path(tempfile.gettempdir()) / "qflow-cache" / location.digest
-        self.cache = Store(cache, registry)
+        self.cache = Store(cache, registry, read_only=read_only)
 
     @property
     def url(self) -> str:
@@ -246,6 +248,11 @@ class RemoteStore:
             for path in sorted(self._listing(key), key=lambda p: p not in markers):
                 self.fs.mv(path, target + path[len(base):])
         return str(self.fs.unstrip_protocol(target))
+
+    def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """The lock of the local cache (the remote store has none: ``qflow cache gc`` does not
+        remove objects from a remote store)."""
+        return self.cache.lock(shared=shared)
 
     # -- small documents and durability -------------------------------------------------------
     def _index(self, name: str) -> str:

@@ -1,7 +1,9 @@
 """Trackers: sinks of runs (parameters, metrics, status), registered by name.
 
 :func:`create` is the one place a tracker is made from its name, the project's paths and its
-settings; launchers, the tuner and :mod:`qflow.api` all go through it.
+settings; launchers, the tuner and :mod:`qflow.api` all go through it. A deferred tracker
+(MLflow) is not started in a launcher's run: :mod:`qflow.trackers.sync` records the run into it
+once the run ends.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ those calls: parameters (the workflow's, and every step's settings as ``Step.fie
 when the run starts; each node's metrics (labelled ones under their label, others as
 ``Step.metric``), its duration and cache status as it finishes, buffered and sent in batches;
 the run record and the graph picture as artifacts, and the final status, when it ends.
+
+A tracker that is slow to start (MLflow: importing it alone takes over a second) is
+``deferred``: a workflow run from a launcher does not start it, but leaves its event log to a
+background sync (``qflow.trackers.sync``) that replays the finished run into it later. What a
+tracker reads from its surroundings while it records — the time, the git commit — goes
+through ``clock`` and ``commit_of``, so a replay records the run's own.
 """
 
 from __future__ import annotations
@@ -15,15 +21,22 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, Literal, TextIO, get_args
 
+from qflow.errors import ConfigError
 from qflow.runtime.events import NodeRun, Observer, RunState
 
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
 BATCH = 1000  # metrics buffered before a flush
 FLUSH_SECONDS = 5.0
+
+SyncMode = Literal["background", "manual", "inline"]
+"""How a deferred tracker records a launcher's run: replayed by a background process when the
+run ends (the default), only by ``qflow sync`` (``manual``), or as it happens, in the run's
+process (``inline``, what non-deferred trackers always do)."""
 
 
 @dataclass(frozen=True)
@@ -73,22 +86,46 @@ def git_commit(root: Path | None) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def _sync_mode(tracker: Tracker, value: str | None) -> SyncMode:
+    """The ``sync`` setting checked: one of :data:`SyncMode`, and only for deferred trackers."""
+    modes = get_args(SyncMode)
+    if value is None:
+        return "background" if tracker.deferred else "inline"
+    if value not in modes:
+        raise ConfigError(f"The {tracker.name} tracker's setting `sync: {value}` is not one of "
+                          f"{', '.join(modes)}.",
+                          hint=f"Fix configs/tracker/{tracker.name}.yaml or the command "
+                               "line (tracker.sync=manual).")
+    if value != "inline" and not tracker.deferred:
+        raise ConfigError(f"The {tracker.name} tracker records runs as they happen; its setting "
+                          f"`sync: {value}` applies only to trackers synced later (mlflow).",
+                          hint="Remove `sync` from its configuration.")
+    return value  # type: ignore[return-value]
+
+
 class Tracker(Observer, ABC):
     """Base of trackers: maps run events to the primitives a subclass implements."""
 
     name: ClassVar[str] = ""
+    deferred: ClassVar[bool] = False
+    """Slow to start: launchers leave runs to the background sync (``sync`` setting) instead
+    of starting the tracker in the run's process. Such a tracker implements ``discard_run``."""
 
     def __init__(self, folder: Path | str, *, project: str | None = None,
                  experiment: str | None = None, parent: str | None = None,
-                 **settings: Any) -> None:
+                 sync: SyncMode | None = None, **settings: Any) -> None:
         self.folder = Path(folder)
         self.project = project
         self.experiment = experiment
         self.parent = parent  # the tracker's id of a parent run (a tuning study's)
+        self.sync: SyncMode = _sync_mode(self, sync)
         self.settings = settings
         self.record_dir: Path | None = None
         self.announce = True  # may print where to look at runs (the launcher's console setting)
         self.stream: TextIO | None = None  # where it prints (standard error by default)
+        self.clock: Callable[[], float] = time.time  # "now" for metric and end times
+        self.commit_of: Callable[[Path | None], str | None] = git_commit
+        self.replaying = False  # recording an ended run: its process checked the settings
         self._buffer: list[MetricPoint] = []
         self._tags: dict[str, str] = {}
         self._params: dict[str, str] = {}
@@ -119,6 +156,11 @@ class Tracker(Observer, ABC):
     def end_run(self, status: str, error: str | None) -> None:
         """Close the run with FINISHED, FAILED or KILLED."""
 
+    def discard_run(self, run_id: str) -> None:
+        """Remove what a sync that was interrupted left of QFlow run ``run_id``, so that
+        replaying it again leaves one copy (deferred trackers implement it)."""
+        raise NotImplementedError(f"The {self.name} tracker cannot record runs later.")
+
     @property
     def native_run_id(self) -> str | None:
         """The tracker's own id of the run it is recording (parents refer to it)."""
@@ -143,16 +185,21 @@ class Tracker(Observer, ABC):
         return self.experiment or (f"{self.project}/{run.workflow}" if self.project
                                    else run.workflow)
 
+    def validate(self, run: RunState) -> None:
+        """Warn about settings that do not fit ``run`` (called as it starts, in its process)."""
+
     def run_started(self, *, run: RunState, **_: Any) -> None:
         from qflow.version import __version__
 
         tags = {"qflow.version": __version__, "qflow.workflow": run.workflow,
                 "qflow.run_id": run.run_id}
-        commit = git_commit(run.root)
+        commit = self.commit_of(run.root)
         if commit:
             tags["git.commit"] = commit
         if self.parent:
             tags["qflow.parent_run"] = self.parent
+        if not self.replaying:
+            self.validate(run)
         self.start_run(run, tags)
         self._params = {}
         self._log_new_params(run)
@@ -177,7 +224,7 @@ class Tracker(Observer, ABC):
             return
         labels = run.graph.nodes[node.id].labels
         promoted = {metric: label for label, metric in labels.items()}
-        now = int(time.time() * 1000)
+        now = int(self.clock() * 1000)
         for i, m in enumerate(node.metrics):
             name = promoted.get(m["name"], f"{node.id}.{m['name']}")
             step = m["step"] if m["step"] is not None else i
@@ -211,7 +258,18 @@ class Tracker(Observer, ABC):
             self.log_artifact(path)
         self.end_run(STATUS.get(run.status, "FAILED"), run.error)
         if self.announce:
-            print(self.where(run), file=self.stream or sys.stderr, flush=True)
+            self.say(run)
+
+    def say(self, run: RunState, note: str = "") -> None:
+        """Print where to look at ``run``: the tracker's hints, then :meth:`where` (+ ``note``)."""
+        stream = self.stream or sys.stderr
+        for line in self.hints():
+            print(line, file=stream)
+        print(self.where(run) + (f" ({note})" if note else ""), file=stream, flush=True)
+
+    def hints(self) -> list[str]:
+        """Lines printed before :meth:`where` when a run ends (how to open the runs)."""
+        return []
 
     def where(self, run: RunState) -> str:
         """Where the run went: ``mlflow: experiment 'demo/train' (id 1), run 3f2a...``, the ids

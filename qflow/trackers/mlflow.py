@@ -4,6 +4,9 @@ Runs go to the experiment ``<project>/<workflow>`` (or the configured ``experime
 through ``MlflowClient`` (no global state); metrics are sent with ``log_batch``. MLflow is
 imported only when a run starts or is read.
 
+MLflow is a deferred tracker: a workflow run from a launcher never imports it; the background
+sync (``qflow.trackers.sync``) replays the finished run into it.
+
 Besides what every tracker logs, a run gets what MLflow users look for: the workflow's result
 (a metric ``result`` when it is a number), and the outputs of the steps named by the
 ``log_artifacts`` setting, loaded from the artifact store. A value MLflow has a flavour for (a
@@ -21,7 +24,6 @@ import numbers
 import os
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +63,14 @@ def _save_model(module: Any, value: Any, local: Path, **model: Any) -> None:
         module.save_model(value, str(local), mlflow_model=Model(**model), **options)
 
 
+def _names(node: Any) -> set[str]:
+    """What ``log_artifacts`` may call a step node: its id and its class's name (from the step
+    itself, or from its title ``Fit(alpha=0.5)`` in a graph replayed from its description)."""
+    obj = getattr(node, "obj", None)
+    cls = type(obj).__name__ if obj is not None else str(getattr(node, "title", "")).split("(")[0]
+    return {node.id, cls} if cls else {node.id}
+
+
 @contextlib.contextmanager
 def _no_progress_bars() -> Iterator[None]:
     """Without MLflow's own download bars (QFlow reads a small record; they only add noise)."""
@@ -85,6 +95,7 @@ class MlflowTracker(Tracker):
     """
 
     name = "mlflow"
+    deferred = True
 
     def __init__(self, folder: Path | str, *, tracking_uri: str | None = None,
                  log_artifacts: list[str] | str | None = None, **kwargs: Any) -> None:
@@ -103,6 +114,9 @@ class MlflowTracker(Tracker):
         artifacts = f" --default-artifact-root {(self.folder / 'artifacts').resolve()}" \
             if self.embedded else ""
         return f"mlflow ui --backend-store-uri {self.tracking_uri}{artifacts}"
+
+    def hints(self) -> list[str]:
+        return [f"MLflow: {self.ui_command}"]
 
     @property
     def client(self) -> Any:
@@ -125,7 +139,7 @@ class MlflowTracker(Tracker):
                     ready.touch()
         return self._client
 
-    def _creating(self) -> contextlib.AbstractContextManager[None]:
+    def _creating(self) -> contextlib.AbstractContextManager[object]:
         """A lock between processes that create the embedded database or an experiment at once:
         without it, one migrates the schema while another reads half of it (hydraflow #245)."""
         if not self.embedded:
@@ -158,9 +172,10 @@ class MlflowTracker(Tracker):
         created = self.client.create_run(experiment, run_name=run.run_id, tags=tags,
                                          start_time=int(run.started * 1000))
         self._run, self._experiment = created.info.run_id, experiment
+
+    def validate(self, run: RunState) -> None:
         nodes = run.graph.nodes.values() if run.graph is not None else ()  # a study has none
-        steps = {n.id for n in nodes if n.kind == "step"} | \
-            {type(n.obj).__name__ for n in nodes if n.kind == "step" and hasattr(n, "obj")}
+        steps = {name for n in nodes if n.kind == "step" for name in _names(n)}
         if not steps:
             return
         unknown = [name for name in self.log_artifacts if name not in steps]
@@ -169,6 +184,16 @@ class MlflowTracker(Tracker):
                           f"is not a step of {run.workflow} (steps: "
                           f"{', '.join(sorted(steps)) or 'none'}); nothing is logged for it.",
                           RuntimeWarning, stacklevel=2)
+
+    def discard_run(self, run_id: str) -> None:
+        from mlflow.entities import ViewType
+
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return
+        for found in self.client.search_runs(experiments, run_view_type=ViewType.ACTIVE_ONLY,
+                                             filter_string=f"tags.`qflow.run_id` = '{run_id}'"):
+            self.client.delete_run(found.info.run_id)
 
     @property
     def native_run_id(self) -> str | None:
@@ -216,7 +241,7 @@ class MlflowTracker(Tracker):
         if isinstance(result, numbers.Real) and not isinstance(result, bool):
             from mlflow.entities import Metric
 
-            now = int(time.time() * 1000)
+            now = int(self.clock() * 1000)
             self.client.log_batch(self._run, metrics=[Metric("result", float(result), now, 0)])
         elif flavour_of(result) is not None:
             self.log_value("result", result)
@@ -233,8 +258,7 @@ class MlflowTracker(Tracker):
         if run.graph is None:
             return []
         return [n.id for n in run.graph.nodes.values()
-                if n.kind == "step" and (n.id in wanted or (
-                    hasattr(n, "obj") and type(n.obj).__name__ in wanted))]
+                if n.kind == "step" and not wanted.isdisjoint(_names(n))]
 
     def _log_outputs(self, run: RunState, node_id: str) -> None:
         from qflow.store.location import StoreLocation, open_store
@@ -282,9 +306,7 @@ class MlflowTracker(Tracker):
         self.client.log_outputs(self._run, [LoggedModelOutput(model.model_id, step=0)])
 
     def end_run(self, status: str, error: str | None) -> None:
-        self.client.set_terminated(self._run, status, end_time=int(time.time() * 1000))
-        if self.announce:
-            print(f"MLflow: {self.ui_command}", file=self.stream or sys.stderr)
+        self.client.set_terminated(self._run, status, end_time=int(self.clock() * 1000))
 
     # -- reading ------------------------------------------------------------------------------
     def _experiment_of(self, experiment: str) -> Any:

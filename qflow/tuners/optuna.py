@@ -157,6 +157,7 @@ class OptunaTuner:
         if remaining:
             self._parent = self._start_parent(study)
             self.request.launcher.tracker_settings["parent"] = self._parent
+            self.request.launcher.defer_trackers = False  # trials nest under the live parent
             interrupted: list[bool] = []
 
             def on_interrupt(signum: int, frame: Any) -> None:

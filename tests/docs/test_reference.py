@@ -93,6 +93,14 @@ def test_every_option_of_every_command(page: str, name: str) -> None:
             assert f"`{param.name}" in section
 
 
+def test_a_group_documents_its_sub_commands(page: str) -> None:
+    section = _section(page, "cache")
+    for sub in ("ls", "du", "verify", "gc"):
+        assert f"### `qflow cache {sub}`" in section
+        assert f"Usage: qflow cache {sub} [OPTIONS]" in section
+    assert "| `--keep-runs` | int, >= 0 |  | Keep what the N newest runs" in section
+
+
 def test_defaults_and_bounds(page: str) -> None:
     assert "| `--path` | path | `.` |" in _section(page, "init")
     assert "| `-n`, `--limit` | int, >= 1 | `20` |" in _section(page, "ps")

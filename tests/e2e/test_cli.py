@@ -30,9 +30,13 @@ def project(tmp_path: Path) -> Path:
 
 def test_help_lists_the_commands_and_every_command_has_help(tmp_path):
     out = qflow("--help", cwd=tmp_path).stdout
-    for command, text in [("configure", "Configure new component for Qflow project"),
+    for command, text in [("cache", "Inspect, verify and clean the artifact store"),
+                          ("diff", "Compare two runs"),
+                          ("plan", "Show what a run would do, running nothing"),
+                          ("configure", "Configure new component for Qflow project"),
                           ("init", "Create a new Qflow project"), ("new", "Create a new workflow"),
                           ("ps", "List runs for the workflow"), ("run", "Run a workflow"),
+                          ("sync", "Sync finished runs into their tracker"),
                           ("teardown", "Tear down selected configuration"),
                           ("tune", "Tune hyperparameters"),
                           ("visualise", "Visualise workflow execution graph")]:
@@ -41,7 +45,8 @@ def test_help_lists_the_commands_and_every_command_has_help(tmp_path):
     assert qflow("--version", cwd=tmp_path).stdout.strip() == "qflow 0.1.0"
     for command, option in [("init", "--project"), ("new", "--workflow"), ("run", "--workflow"),
                             ("ps", "--limit"), ("configure", "--component"),
-                            ("teardown", "--yes"), ("visualise", "--run-id"), ("tune", "--workflow")]:
+                            ("teardown", "--yes"), ("visualise", "--run-id"), ("tune", "--workflow"),
+                            ("plan", "--json"), ("diff", "--all"), ("cache", "gc")]:
         assert option in qflow(command, "-h", cwd=tmp_path).stdout
     assert "-a" in qflow("init", "--help", cwd=tmp_path).stdout
 
@@ -50,7 +55,8 @@ def test_help_imports_no_heavy_library():
     code = ("import sys\nsys.argv = ['qflow', '--help']\nfrom qflow.cli.main import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = ['pydantic', 'hydra', 'jinja2', 'mlflow', 'optuna', 'papermill', 'dask', "
-            "'distributed', 'fsspec', 'ipywidgets', 'numpy', 'pandas', 'qflow.dsl', 'qflow.cli.run']\n"
+            "'distributed', 'fsspec', 'ipywidgets', 'numpy', 'pandas', 'qflow.dsl', 'qflow.cli.run', "
+            "'qflow.cli.cache', 'qflow.cache', 'qflow.runtime']\n"
             "print([m for m in heavy if m in sys.modules], file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
@@ -77,6 +83,9 @@ def test_project_life_cycle(project):
     first = qflow("run", "-w", "train", cwd=project)
     assert "result: [2.0, 4.0, 6.0]" in first.stdout and "never computed" in first.stderr
     assert "MLflow: mlflow ui --backend-store-uri sqlite:///" in first.stderr  # the default
+    assert "(syncing in the background; `qflow sync` waits for it)" in first.stderr
+    assert qflow("sync", cwd=project).stdout.strip() in (
+        "Synced 1 run to mlflow.", "Nothing to sync: every run is in its tracker.")
     assert (project / ".qflow/tracker/mlflow/mlflow.db").is_file()
     second = qflow("run", "-w", "train", cwd=project / "workflows")  # from a sub-folder
     assert "cached Scale" in second.stderr and "0 ran, 1 cached" in second.stderr

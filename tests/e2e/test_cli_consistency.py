@@ -122,6 +122,7 @@ def test_visualise_a_run_draws_its_settings(project):
 def test_teardown_without_a_terminal_needs_yes(project):
     qflow("configure", "-c", "tracker=mlflow", cwd=project)
     qflow("run", "-w", "model", cwd=project)
+    qflow("sync", cwd=project)
     before = (project / "configs/project.yaml").read_text()
     refused = qflow("teardown", "-c", "tracker", cwd=project, code=2)
     assert "--yes" in refused.stderr and "nothing was changed" in refused.stderr
@@ -140,15 +141,14 @@ def test_mlflow_runs_are_found_from_what_qflow_run_prints(project):
     qflow("configure", "-c", "tracker=mlflow", cwd=project)
     proc = qflow("run", "-w", "model", cwd=project)
     line = next(x for x in proc.stderr.splitlines() if x.startswith("mlflow: experiment"))
-    assert line.startswith("mlflow: experiment 'shop/model' (id ")
-    experiment_id = line.split("(id ")[1].split(")")[0]
-    mlflow_run = line.rsplit("run ", 1)[1]
     run_id = proc.stdout.split("run_id: ")[1].split()[0]
-    for experiment in (None, "shop/model", experiment_id):
+    assert line == (f"mlflow: experiment 'shop/model', run {run_id} (syncing in the background; "
+                    "`qflow sync` waits for it)")
+    view = api.inspect_run(run_id=run_id, root=project)  # waits for the sync
+    for experiment in (None, "shop/model", view.experiment_id):
         view = api.inspect_run(experiment=experiment, run_id=run_id, root=project)
         assert view.tracker == "mlflow" and view.run_id == run_id
         assert view.steps["data"]["status"] == "inline"
-    assert api.inspect_run(run_id=mlflow_run, root=project).run_id == run_id
     with pytest.raises(Exception, match="no experiment 'shop/modle'"):
         api.inspect_run("mlflow", "shop/modle", run_id=run_id, root=project)
     code = ("from qflow import api\n"

@@ -194,3 +194,37 @@ def test_rerun_stale_marks_the_stale_cells_own_output(tmp_path):
 def test_an_empty_step_line_prints_the_usage(tmp_path):
     nb = execute(notebook("%%qflow_step\nx = 1"), tmp_path)
     assert text(nb.cells[1]).startswith("Usage: %%qflow_step NAME")
+
+
+def test_load_puts_a_past_sessions_variables_in_a_new_kernel(tmp_path):
+    execute(notebook("%%qflow_step make\nimport numpy as np\nx = np.arange(1_000_000.0)",
+                     "%%qflow_step double\ny = x * 2\nlabel = 'twice'"), tmp_path)
+    [session] = [r for r in records(tmp_path) if r.get("kind") == "notebook"]
+    nb = execute(notebook(
+        f"%qflow load {session['run_id']}",
+        "import numpy as np\n(type(x).__name__, float(y[-1]), label)",
+        f"%qflow load {session['run_id']} make",
+        "%%qflow_step double\ny = x * 2\nlabel = 'twice'",
+    ), tmp_path)
+    assert "loaded x, label, y from run" in text(nb.cells[1])
+    assert text(nb.cells[2]) == "('memmap', 1999998.0, 'twice')"  # arrays stay memory-mapped
+    assert "loaded x from run" in text(nb.cells[3])
+    assert "double: loaded from cache" in text(nb.cells[4])  # keyed on the loaded step
+
+
+def test_resume_continues_a_failed_session_where_it_stopped(tmp_path):
+    cells = ["%%qflow_step make\nimport time\ntime.sleep(1)\nx = [1, 2, 3]",
+             "%%qflow_step fit\nscale = 10\nmodel = [v * scale for v in x]\nmodel[5]",
+             "%%qflow_step evaluate\nscore = sum(model)\nscore"]
+    with pytest.raises(Exception, match="IndexError"):
+        execute(notebook(*cells), tmp_path)
+    [failed] = [r for r in records(tmp_path) if r.get("kind") == "notebook"]
+    assert failed["status"] == "failed" and failed["failed_step"] == "fit"
+    fixed = cells[1].replace("model[5]", "model[-1]")
+    nb = execute(notebook(f"%qflow resume {failed['run_id']}", "%qflow status", fixed,
+                          cells[2]), tmp_path)
+    assert "did not finish in that run, now stale: fit" in text(nb.cells[1])
+    status = {line.split()[0]: line.split()[1] for line in text(nb.cells[2]).splitlines()}
+    assert status == {"make": "cached", "fit": "stale"}
+    assert "fit: ran in" in text(nb.cells[3]) and "30" in text(nb.cells[3])
+    assert "evaluate: ran in" in text(nb.cells[4]) and "60" in text(nb.cells[4])

@@ -111,6 +111,7 @@ def test_mlflow_embedded_and_served(project):
     command = proc.stderr.split("MLflow: ")[1].splitlines()[0]
     uri = command.split("--backend-store-uri ")[1].split()[0]
     assert uri == f"sqlite:///{project / '.qflow/tracker/mlflow/mlflow.db'}"
+    qflow("sync", cwd=project)  # MLflow records runs in the background: wait for it
 
     import mlflow
 
@@ -180,10 +181,9 @@ def test_failed_run_is_failed_in_every_tracker(project, tracker):
                  code=1, env=NO_NETWORK)
     assert "Step 'Train'" in proc.stderr and "the loss diverged" in proc.stderr
     run_id = proc.stderr.split("Run ")[1].split()[0]
-    chosen = api.tracker_for(tracker, root=project)
-    assert chosen.read_run(run_id).status == "FAILED"
-    view = api.inspect_run(tracker=tracker, run_id=run_id, root=project)
+    view = api.inspect_run(tracker=tracker, run_id=run_id, root=project)  # syncs MLflow first
     assert view.status == "failed" and "Train" in view.error and "the loss diverged" in view.error
+    assert api.tracker_for(tracker, root=project).read_run(run_id).status == "FAILED"
     assert view.steps["Make"]["status"] in ("ran", "cached")
 
 

@@ -18,6 +18,7 @@ from jupyter_ext.inspector import inspector, static_html
 from jupyter_ext.plot import line_plot, ticks
 from jupyter_ext.preview import preview
 from qflow import api
+from qflow.runtime.outputs import LazyArtifacts, Slot
 
 
 class Summary(pydantic.BaseModel):
@@ -158,8 +159,7 @@ def test_nothing_is_printed_while_inspecting_an_mlflow_run(runs, capfd, monkeypa
 
 def test_an_unreachable_store_is_a_message(runs):
     view = view_of(runs, "file")
-    view.artifacts = api.Artifacts({"Make": {"key": "k", "kind": "step", "status": "ran"}},
-                                   "/nowhere/store")
+    view.artifacts = LazyArtifacts({"Make": Slot("Make", "k")}, "/nowhere/store")
     artifacts = section(static_html(view), "Artifacts")
     assert "Could not load this artifact: ConfigError" in artifacts and "not reachable" in artifacts
     assert "Traceback" not in artifacts

@@ -219,3 +219,15 @@ def test_run_views_display_as_the_inspector(shell, capsys, tmp_path):
     assert "qflow-inspector" in output.data["text/html"] and "Twice" in output.data["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in output.data
     assert output.data["text/plain"] == f"QFlow run {view.run_id} of W: succeeded"
+
+
+def test_a_second_cell_cannot_take_a_steps_name_but_the_same_cell_edited_can(shell, capsys):
+    # JupyterLab sends each cell's id with its code; IPython passes it to pre_run_cell
+    first = shell.run_cell("%%qflow_step load\na = 1", cell_id="cell-a")
+    assert first.success
+    other = shell.run_cell("%%qflow_step load\nb = 2", cell_id="cell-b")
+    out = capsys.readouterr()
+    assert not other.success and "b" not in shell.user_ns
+    assert "Step 'load' is already the name of another cell" in out.out + out.err
+    edited = shell.run_cell("%%qflow_step load\na = 3", cell_id="cell-a")
+    assert edited.success and shell.user_ns["a"] == 3

@@ -377,3 +377,29 @@ def test_a_cached_step_keeps_its_metrics_from_the_index_or_else_from_the_store(t
     third = run(Flow(), tmp_path)
     assert len(read) == 5 and third.metrics == {"loss": 0.5}  # each step's manifest, then the result's
     assert third.nodes["Train"].metrics == again.nodes["Train"].metrics
+
+
+def test_the_store_lock_is_let_go_only_once_the_record_names_the_keys_found(tmp_path,
+                                                                           monkeypatch):
+    import contextlib
+
+    from qflow.store.local import Store
+
+    run(Flow(), tmp_path)
+    logged_at_unlock: list[str] = []
+    real = Store.lock
+
+    @contextlib.contextmanager
+    def lock(self, *, shared=False):
+        with real(self, shared=shared):
+            yield
+            newest = sorted((tmp_path / ".qflow/runs").iterdir())[-1] / "nodes.jsonl"
+            logged_at_unlock.append(newest.read_text() if newest.exists() else "")
+
+    monkeypatch.setattr(Store, "lock", lock)
+    second = run(Flow(), tmp_path)
+    cached = [n.key for n in second.nodes.values() if n.status == "cached"]
+    assert len(cached) == 3 and len(logged_at_unlock) == 1  # one hold for three cache hits
+    assert all(key in logged_at_unlock[0] for key in cached)
+    run(Flow(), tmp_path, cache=False)  # nothing is looked up: the lock is not taken
+    assert len(logged_at_unlock) == 1

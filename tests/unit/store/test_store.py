@@ -182,3 +182,48 @@ def test_a_failed_write_is_a_store_error_and_leaves_nothing(tmp_path, monkeypatc
     assert "the next run reuses the steps that finished" in info.value.hint
     assert not store.has(KEY) and list((tmp_path / "tmp").iterdir()) == []
     assert not (tmp_path / "objects").exists() or not list((tmp_path / "objects").rglob("*.*"))
+
+
+def test_keys_sizes_and_removal(tmp_path):
+    store = Store(tmp_path)
+    blob, folder = "cd" + "2" * 62, "ef" + "3" * 62
+    store.save(blob, [(b"x" * 100, None)], {"node": "A"})
+    store.save(folder, [(np.arange(10), None), ({"b": 2}, None)], {"node": "B"})
+    (tmp_path / "objects" / "ab").mkdir()
+    (tmp_path / "objects" / "ab" / KEY).mkdir()  # a folder without its manifest: not committed
+    assert sorted(store.keys()) == [blob, folder]
+    assert store.size(blob) == (tmp_path / "objects/cd" / f"{blob}.blob").stat().st_size
+    files = [p for p in (tmp_path / "objects/ef" / folder).rglob("*") if p.is_file()]
+    assert store.size(folder) == sum(p.stat().st_size for p in files) > 80
+    assert store.remove(folder) and store.remove(blob)
+    assert not store.has(folder) and not store.has(blob) and list(store.keys()) == []
+    assert not store.remove(blob)
+    assert list((tmp_path / "tmp").iterdir()) == []  # the removed folder went aside, then away
+
+
+def test_a_read_only_store_creates_and_writes_nothing(tmp_path):
+    store = Store(tmp_path / "store", read_only=True)
+    assert not (tmp_path / "store").exists() and list(store.keys()) == []
+    assert not store.has(KEY) and store.read_index("w") == {}
+    for write in (lambda: store.save(KEY, [(1, None)], {}), lambda: store.write_index("w", {}),
+                  lambda: store.remove(KEY), lambda: store.quarantine(KEY)):
+        with pytest.raises(StoreError, match="opened read-only"):
+            write()
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_store_lock_is_shared_by_runs_and_exclusive_for_gc(tmp_path):
+    store = Store(tmp_path)
+    probe = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_{} | fcntl.LOCK_NB)\n    print('free')\n"
+             "except BlockingIOError:\n    print('held')\n")
+
+    def other(kind: str) -> str:
+        return subprocess.run([sys.executable, "-c", probe.format(kind), str(tmp_path / "lock")],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    with store.lock(shared=True):
+        assert other("SH") == "free" and other("EX") == "held"
+    with store.lock():
+        assert other("SH") == "held"
+    assert other("EX") == "free"

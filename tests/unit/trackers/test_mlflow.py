@@ -1,4 +1,9 @@
-"""The MLflow tracker logs the result and chosen step outputs, read back with MLflow's client."""
+"""The MLflow tracker logs the result and chosen step outputs, read back with MLflow's client.
+
+Runs are recorded as launchers record them by default: after they end, from their event log
+(here by ``sync`` in the test's process; ``tests/unit/trackers/test_sync.py`` checks that
+this equals recording in the run's process).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 import qflow
 from qflow.config.paths import Paths
 from qflow.launchers.local import LocalLauncher
+from qflow.trackers.sync import sync
 
 
 @qflow.step
@@ -44,9 +50,12 @@ class Classify:
 
 
 def launch(root: Path, **settings):
-    launcher = LocalLauncher(Paths.discover(root), tracker="mlflow", tracker_settings=settings,
-                             console=False)
-    return launcher.launch(Classify())
+    paths = Paths.discover(root)
+    launcher = LocalLauncher(paths, tracker="mlflow", console=False,
+                             tracker_settings={"sync": "manual", **settings})
+    state = launcher.launch(Classify())
+    assert list(sync(paths).synced) == [state.run_id]
+    return state
 
 
 def uri_of(root: Path) -> str:

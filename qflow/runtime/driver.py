@@ -14,10 +14,11 @@ node downstream of it is cached (every node of a run with caching off), nothing 
 up or stored, so its key would only cost time. The in-process runner keeps a value in memory
 until the last node that reads it has run (or the run ends, for the workflow's result).
 
-While it looks keys up, the driver holds the store's lock shared (``qflow cache gc`` takes it
-exclusively) and lets go only once the run record names every key it found — before a step
+A key found in the store is used under the store's lock, held shared (``qflow cache gc``
+takes it exclusively): the driver takes it when it first finds a key (and looks again,
+holding it), and lets go only once the run record names every key it found — before a step
 computes and when the run's decisions are done — so gc never removes an object a run in
-flight took from the cache. Consecutive cache hits share one hold of the lock.
+flight took from the cache. Consecutive cache hits share one hold; misses take no lock.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class Driver:
         self._settled: set[str] = set()
         self._locked = contextlib.ExitStack()  # the store's lock, while held
         self._holding = False
+        self._found = False  # a key was found in the store while holding its lock
         self._upstream = {nid: node.upstream for nid, node in graph.nodes.items()}
         self._keyed = self._needing_keys()
         self._readers = self._count_readers()
@@ -168,10 +170,14 @@ class Driver:
 
     def _decide(self, node: Node) -> bool:
         """Key ``node`` and settle it if it needs no computing; whether it was settled."""
-        if self._cacheable(node):
-            self._lock_store()
         record = self.run_state.nodes[node.id]
-        decision = self.planner.decide(node, keyed=node.id in self._keyed)
+        keyed = node.id in self._keyed
+        decision = self.planner.decide(node, keyed=keyed)
+        if decision.status == "cached" and not self._holding:
+            # found without the lock (a miss needs none): look again holding it, so that gc
+            # cannot remove the object before the record names it
+            self._lock_store()
+            decision = self.planner.decide(node, keyed=keyed)
         record.components = decision.components
         record.key = decision.key
         if decision.key is not None:
@@ -181,6 +187,7 @@ class Driver:
             self._settle(node)
             return True
         if decision.status == "cached":
+            self._found = True
             record.status = "cached"
             record.metrics = self._stored_metrics(node.id, decision.key or "")
             for metric in record.metrics:
@@ -219,8 +226,8 @@ class Driver:
 
     # -- the store's lock ---------------------------------------------------------------------
     def _lock_store(self) -> None:
-        """Hold the store's lock shared, from before a key is looked up (see the module's
-        docstring); several look-ups in a row share one hold."""
+        """Hold the store's lock shared (see the module's docstring); several look-ups in a
+        row share one hold."""
         if not self._holding:
             self._locked.enter_context(self.store.lock(shared=True))
             self._holding = True
@@ -231,7 +238,9 @@ class Driver:
         if self._holding:
             self._holding = False
             try:
-                flush_lines()
+                if self._found:
+                    self._found = False
+                    flush_lines()
             finally:
                 self._locked.close()
 

@@ -14,12 +14,14 @@ A run record is replaced atomically (written aside, renamed) and then made durab
 milliseconds on a busy disk — run on the background thread, so a notebook cell or a tuner's
 trial does not wait for them.
 
-At interpreter exit, whatever is still queued is done before the process ends
-(:func:`finish`), so ``qflow run`` and ``python workflow.py`` end with every line written and
-the final record durable. Only a process killed outright (SIGKILL) or a power cut can lose
-lines, those of its last :data:`FLUSH_INTERVAL` seconds; a power cut within milliseconds of
-a run's end can also leave its record unreadable (then it is listed as neither finished nor
-running). The artifacts are never concerned: the store syncs them before the run ends.
+The run driver writes the queued lines at once (:func:`flush_lines`) before a step computes
+in its process and before it lets go of the store's lock. At interpreter exit, whatever is
+still queued is done before the process ends (:func:`finish`), so ``qflow run`` and ``python
+workflow.py`` end with every line written and the final record durable. Only a process
+killed outright from outside (SIGKILL) or a power cut can lose lines, those of its last
+:data:`FLUSH_INTERVAL` seconds; a power cut within milliseconds of a run's end can also
+leave its record unreadable (then it is listed as neither finished nor running). The
+artifacts are never concerned: the store syncs them before the run ends.
 """
 
 from __future__ import annotations
@@ -29,10 +31,8 @@ import contextlib
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 FLUSH_INTERVAL = 0.1
 """Seconds a queued line may wait before it is written."""
@@ -44,15 +44,16 @@ class LineFile:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._pending: list[str] = []
-        self._due = False  # the background thread will write this file
+        self._due = False  # a job of the background thread will write this file
         self._lock = threading.Lock()  # one batch at a time, in order
-        self._file: Any = None
+        self._fd: int | None = None
         self._error: OSError | None = None  # of a batch the background thread could not write
-        _OPEN.add(self)
 
     def write(self, line: str) -> None:
         """Queue ``line`` (with its newline); it reaches the file within the interval."""
         with self._lock:
+            if not self._pending:
+                _QUEUED[self] = None
             self._pending.append(line)
             if self._due:
                 return
@@ -62,15 +63,16 @@ class LineFile:
     def flush(self) -> None:
         """Write what is queued now."""
         with self._lock:
-            self._due = False
+            _QUEUED.pop(self, None)
             if not self._pending:
                 return
-            text, self._pending = "".join(self._pending), []
-            if self._file is None:
+            data, self._pending = "".join(self._pending).encode(), []
+            if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-            self._file.write(text)
-            self._file.flush()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            view = memoryview(data)
+            while view:  # one write, unless the disk is full or a signal cut it short
+                view = view[os.write(self._fd, view):]
 
     def close(self) -> None:
         """Write what is queued and close the file (a later line opens it again).
@@ -82,14 +84,19 @@ class LineFile:
             self.flush()
         finally:
             with self._lock:
-                if self._file is not None:
-                    self._file.close()
-                    self._file = None
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
                 error, self._error = self._error, None
         if error is not None:
             raise error
 
     def _flush_later(self) -> None:
+        with self._lock:
+            self._due = False
+        self._flush_reporting()
+
+    def _flush_reporting(self) -> None:
         try:
             self.flush()
         except OSError as exc:  # the run goes on; close() reports it
@@ -97,11 +104,12 @@ class LineFile:
 
 
 def flush_lines() -> None:
-    """Write the queued lines of every line file of this process now (the run driver, before
-    it lets go of the store's lock: the lines name the keys a run took from the store). A
-    file that cannot be written reports it when closed."""
-    for lines in list(_OPEN):
-        lines._flush_later()
+    """Write the queued lines of every line file of this process now: the run driver does
+    before a step computes in this process, and before it lets go of the store's lock (the
+    lines name the keys a run took from the store). A file that cannot be written reports it
+    when closed."""
+    for lines in list(_QUEUED):
+        lines._flush_reporting()
 
 
 def sync_soon(path: Path) -> None:
@@ -165,5 +173,5 @@ class _Worker:
 
 
 _WORKER = _Worker()
-_OPEN: weakref.WeakSet[LineFile] = weakref.WeakSet()
+_QUEUED: dict[LineFile, None] = {}  # the line files with lines waiting, in order
 atexit.register(finish)

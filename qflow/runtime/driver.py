@@ -19,6 +19,10 @@ takes it exclusively): the driver takes it when it first finds a key (and looks 
 holding it), and lets go only once the run record names every key it found — before a step
 computes and when the run's decisions are done — so gc never removes an object a run in
 flight took from the cache. Consecutive cache hits share one hold; misses take no lock.
+
+Before a step computes in this process, the run record's queued lines are written: a step
+that kills the process (SIGKILL, the OOM killer, a crash in native code) leaves every line
+logged before it started, which is what ``qflow sync`` replays into a deferred tracker.
 """
 
 from __future__ import annotations
@@ -279,7 +283,10 @@ class Driver:
         record.metrics = []
         self.observer.node_started(run=self.run_state, node=record)
         after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying]
-        handle = self.runner.submit(self.task(node), after)
+        task = self.task(node)
+        if self.runner.in_process:  # the step's code may kill this process (SIGKILL, OOM):
+            flush_lines()  # what the run logged before it starts is in the files by then
+        handle = self.runner.submit(task, after)
         if self.runner.in_process:
             self._finish(node, handle)
         else:

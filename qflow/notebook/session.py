@@ -37,6 +37,7 @@ from qflow.graph.described import DescribedGraph, DescribedNode
 from qflow.graph.fingerprint import code_fingerprint, is_library, library_version, source_digest
 from qflow.graph.keys import PYTHON, SCHEME, digest, path_fingerprint, value_digest
 from qflow.notebook.cells import CellNames, analyse
+from qflow.runtime.background import flush_lines
 from qflow.runtime.events import NodeRun, NodeStatus, Observer, Observers, RunState
 from qflow.runtime.info import REPORTER, Metric, RuntimeInfo
 from qflow.runtime.record import new_run_id
@@ -375,6 +376,7 @@ class Session:
         node.metrics, node.error, node.key = [], None, step.key
         node.reasons = self._reasons(step, previous_key)
         self.observers.node_started(run=self.run, node=node)
+        flush_lines()  # the cell may kill the kernel: what was logged before it is in the files
         token = REPORTER.set(lambda info: self._report(node, info))
         started = time.perf_counter()
         try:

@@ -114,8 +114,9 @@ def publish(tmp: Path, final: Path, *, folder: bool | None = None) -> bool:
     try:
         return _publish(tmp, final, folder)
     except FileNotFoundError:
-        if final.parent.is_dir() or not os.path.lexists(tmp):
+        if not os.path.lexists(tmp):
             raise
+        # the parent was missing (another writer may have made it since): make sure, retry
         final.parent.mkdir(parents=True, exist_ok=True)
         return _publish(tmp, final, folder)
 

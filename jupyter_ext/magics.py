@@ -84,13 +84,13 @@ class Banners(Observer):
         from IPython.display import display
 
         self.shown[name] = "current"
-        self.handles[name] = display(_banner(text), display_id=True)
+        self.handles[name] = display(_Banner(text), display_id=True)
 
     def note(self, name: str, text: str) -> None:
         """Replace the status line of step ``name`` where it was shown."""
         handle = self.handles.get(name)
         if handle is not None:
-            handle.update(_banner(text))
+            handle.update(_Banner(text))
 
     def graph_changed(self, *, run: RunState, **_: Any) -> None:
         for name, node in run.nodes.items():
@@ -109,10 +109,6 @@ class _Banner:
 
     def _repr_html_(self) -> str:
         return f"<pre class='qflow-banner'>{html.escape(self.text)}</pre>"
-
-
-def _banner(text: str) -> _Banner:
-    return _Banner(text)
 
 
 @magics_class

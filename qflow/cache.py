@@ -249,6 +249,7 @@ def collect(store: Any, runs_dir: Path | str, *, older_than: float | None = None
         if not dry_run:
             for key in gone:
                 store.remove(key)
+            store.compact()  # packed objects leave their packs
     return Collection(removed=sorted(chosen, key=lambda o: (o.workflow or "~", o.step or "")),
                       kept=[o for o in objects if o.key not in gone],
                       in_use=sum(1 for o in objects if o.key in in_use), dry_run=dry_run)

@@ -15,9 +15,13 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+HOST = socket.gethostname().replace("-", "_") or "host"
+"""This machine's name as it appears in the names of files a process owns (``<pid>-<host>-...``)."""
 
 
 def process_alive(pid: int) -> bool:

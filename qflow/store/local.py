@@ -1,12 +1,16 @@
 """The local artifact store: every node's outputs under its cache key, checksummed.
 
-Two shapes of object, both published by an atomic rename:
+Three shapes of object:
 
-- ``objects/<k[:2]>/<key>.blob`` — one file: a JSON manifest line, then the bytes of a single
-  output whose factory serialises in memory (JSON, bytes, pydantic, pickle). One file to
-  create per step: the cheapest thing a file system offers.
+- a *packed* blob — a single output whose factory serialises in memory (JSON, bytes,
+  pydantic, pickle) to at most ``PACK_MAX`` bytes, manifest included: a JSON manifest line,
+  then the payload, appended to this store's pack and named in the packs' index
+  (:mod:`qflow.store.packs`). No file to create per step: a small step's result costs two
+  appends.
+- ``objects/<k[:2]>/<key>.blob`` — the same record, larger, as one file published by an
+  atomic rename (also what :meth:`Store.stage` writes for a remote store's upload).
 - ``objects/<k[:2]>/<key>/`` — a folder: the files the factories wrote (``out0/``, ``out1/``...
-  for several outputs) and ``manifest.json``, written last.
+  for several outputs) and ``manifest.json``, written last, published by an atomic rename.
 
 Checksums. A manifest records every file's size and checksum, and the algorithm (``hash``):
 XXH3-128 for new objects, hashed while the bytes are written (no second pass over the data,
@@ -43,7 +47,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,14 +65,21 @@ from qflow.artifacts.checksum import (
 )
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.store.atomic import atomic_write_bytes, file_lock, process_alive, publish, sync_tree
+from qflow.store.atomic import (
+    HOST,
+    atomic_write_bytes,
+    file_lock,
+    process_alive,
+    publish,
+    sync_tree,
+)
+from qflow.store.packs import PACK_MAX, Packs
 
 MANIFEST = "manifest.json"
 BLOB = ".blob"
 STAMP_MIN = 1 << 20
 """Files from this size on are vouched for by a stamp; smaller ones are always hashed."""
 FORMAT = 1
-_HOST = socket.gethostname().replace("-", "_") or "host"
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _KEY = re.compile(r"[0-9a-f]{8,}")
 
@@ -223,8 +233,10 @@ class Store:
         # staged object -> the stat of its large files (a folder), or None (a blob)
         self._staged: dict[Path, Stats | None] = {}
         self._stamp_later: dict[str, tuple[Stats, bool]] = {}  # key -> (stats, needs fsync)
-        self._tmp_prefix = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex[:12]}-"
+        self._tmp_prefix = f"{os.getpid()}-{HOST}-{uuid.uuid4().hex[:12]}-"
         self._counter = itertools.count()
+        self._packs = Packs(self.root)
+        self._packed = False  # appended to the pack since the last flush
         if read_only:
             return
         try:
@@ -240,7 +252,7 @@ class Store:
         """Remove what processes of this machine that died mid-write left in ``tmp/``."""
         for entry in os.scandir(self._tmp):
             pid, _, rest = entry.name.partition("-")
-            if rest.startswith(f"{_HOST}-") and pid.isdigit() and not process_alive(int(pid)):
+            if rest.startswith(f"{HOST}-") and pid.isdigit() and not process_alive(int(pid)):
                 # another process may be cleaning the same leftovers at the same time
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
@@ -263,7 +275,8 @@ class Store:
     def has(self, key: str) -> bool:
         """Whether ``key`` is stored; no data is read."""
         base = self._base(key)
-        return os.path.exists(base + BLOB) or os.path.exists(f"{base}/{MANIFEST}")
+        return self._packs.find(key, fresh=True) is not None or os.path.exists(base + BLOB) \
+            or os.path.exists(f"{base}/{MANIFEST}")
 
     def _writable(self, doing: str) -> None:
         if self.read_only:
@@ -273,6 +286,7 @@ class Store:
     def keys(self) -> Iterator[str]:
         """Every key stored, in no particular order; only committed objects are seen (never
         what is being written in ``tmp/``, nor ``scratch/`` and ``quarantine/``)."""
+        yield from self._packs.keys()
         try:
             shards = sorted(e.path for e in os.scandir(self._objects) if e.is_dir())
         except FileNotFoundError:
@@ -290,6 +304,9 @@ class Store:
 
     def size(self, key: str) -> int:
         """Bytes the object ``key`` takes on disk (its files and manifest)."""
+        entry = self._packs.find(key)
+        if entry is not None:
+            return entry[2]
         try:
             return self._blob(key).stat().st_size
         except FileNotFoundError:
@@ -308,6 +325,8 @@ class Store:
         self._verified.discard(key)
         self._stamp_later.pop(key, None)
         self._stamp_path(key).unlink(missing_ok=True)
+        if self._packs.withdraw(key):
+            return True
         try:
             self._blob(key).unlink()
             return True
@@ -320,6 +339,12 @@ class Store:
             return False
         shutil.rmtree(aside, ignore_errors=True)
         return True
+
+    def compact(self) -> int:
+        """Reclaim the space of removed packed objects (:meth:`Packs.compact
+        <qflow.store.packs.Packs.compact>`); returns the bytes freed."""
+        self._writable("compact")
+        return self._packs.compact()
 
     def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
         """The store's lock (the file ``lock`` in its folder). ``qflow cache gc`` holds it
@@ -335,24 +360,56 @@ class Store:
         return Path(f"{self._tmp_str}/{self._tmp_prefix}{next(self._counter)}")
 
     def save(self, key: str, outputs: list[tuple[Any, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-        """Store ``outputs`` (value, declared factory or None) under ``key``, atomically.
+        """Store ``outputs`` (value, declared factory or None) under ``key``, atomically: a
+        single value serialised in memory to at most ``PACK_MAX`` bytes is appended to this
+        store's pack (:mod:`qflow.store.packs`), anything else is staged and committed.
 
         A failed write (disk full, file-size limit) raises :class:`StoreError` and leaves
         nothing behind, neither under the key nor in ``tmp/``.
         """
-        manifest, tmp = self.stage(key, outputs, meta)
+        chosen = self._choose(key, outputs)
+        blob = None
+        if len(outputs) == 1 and isinstance(chosen[0], BlobFactory):
+            self._writable("write to")
+            blob = self._blob_record(key, chosen[0], outputs[0][0], meta)
+            if len(blob[1]) <= PACK_MAX:
+                self._pack(key, blob[1])
+                return blob[0]
+        manifest, tmp = self._stage(key, chosen, outputs, meta, blob)
         self.commit(key, tmp)
         return manifest
+
+    def _pack(self, key: str, record: bytes) -> None:
+        """Append the blob ``record`` of ``key`` to this store's pack, unless ``key`` is packed
+        already (the first publisher wins)."""
+        if self._packs.find(key, fresh=True) is None:
+            try:
+                self._packs.append(key, record)
+            except OSError as exc:
+                raise write_error(exc, self.root) from exc
+            self._packed = True
+        self._verified.add(key)
+
+    def _choose(self, key: str, outputs: list[tuple[Any, Any]]) -> list[Any]:
+        """The factory of each output (the key is checked before any factory runs)."""
+        self._base(key)
+        return [self.registry.choose(declared, value) for value, declared in outputs]
 
     def stage(self, key: str, outputs: list[tuple[Any, Any]],
               meta: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         """Write the object for ``key`` aside: its manifest and the blob file or folder in ``tmp/``."""
-        self._base(key)  # checks the key before any factory runs
-        chosen = [self.registry.choose(declared, value) for value, declared in outputs]
+        return self._stage(key, self._choose(key, outputs), outputs, meta)
+
+    def _stage(self, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],
+               meta: dict[str, Any], blob: tuple[dict[str, Any], bytes] | None = None
+               ) -> tuple[dict[str, Any], Path]:
         tmp = self.new_tmp()
         try:
             if len(outputs) == 1 and isinstance(chosen[0], BlobFactory):
-                manifest = self._write_blob(tmp, key, chosen[0], outputs[0][0], meta)
+                manifest, record = blob or self._blob_record(key, chosen[0], outputs[0][0], meta)
+                with open(tmp, "wb") as f:
+                    f.write(record)
+                self._staged[tmp] = None
             else:
                 manifest = self._write_folder(tmp, key, chosen, outputs, meta)
         except OSError as exc:
@@ -414,17 +471,15 @@ class Store:
         self.commit(key, tmp)
         return manifest
 
-    def _write_blob(self, tmp: Path, key: str, factory: BlobFactory, value: Any,
-                    meta: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _blob_record(key: str, factory: BlobFactory, value: Any,
+                     meta: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The manifest of a blob object and its bytes: the manifest line, then the payload."""
         data = factory.dumps(value)
         manifest = {"format": FORMAT, "key": key, "outputs": [factory.spec()],
                     "hash": ALGORITHM, "files": {BLOB: [len(data), digest(data)]},
                     "created": time.time(), **meta}
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(manifest).encode() + b"\n")
-            f.write(data)
-        self._staged[tmp] = None
-        return manifest
+        return manifest, json.dumps(manifest).encode() + b"\n" + data
 
     def _write_folder(self, tmp: Path, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],
                       meta: dict[str, Any]) -> dict[str, Any]:
@@ -449,40 +504,56 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------
     def _read_blob(self, key: str) -> tuple[dict[str, Any], bytes | None] | None:
+        """The manifest of blob object ``key`` and, if packed, its payload (a loose blob's is
+        read when needed); ``None`` if ``key`` is not a blob object."""
         try:
+            record = self._packs.read(key)
+            if record is not None:
+                header, _, data = record.partition(b"\n")
+                manifest = json.loads(header)
+                if not isinstance(manifest, dict) or manifest.get("key") != key:
+                    raise ValueError(f"the record names the key {manifest.get('key')!r}")
+                return manifest, data
             with open(self._base(key) + BLOB, "rb") as f:
                 header = f.readline()
                 return json.loads(header), None
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, AttributeError) as exc:  # JSON, UTF-8, a record not of this key
             moved = self.quarantine(key)
             raise IntegrityError(f"Artifact {key} has an unreadable header: {exc}; "
                                  f"moved to {moved}.") from None
 
-    def manifest(self, key: str) -> dict[str, Any]:
-        """The manifest of ``key``: output factory specs, file checksums, metrics, provenance."""
+    def _manifest(self, key: str) -> tuple[dict[str, Any], bytes | None]:
+        """The manifest of ``key``, with the payload of a packed blob object."""
         blob = self._read_blob(key)
         if blob is not None:
-            return blob[0]
+            return blob
         path = self.path(key) / MANIFEST
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text()), None
         except FileNotFoundError:
             raise StoreError(f"Artifact {key} is not in the store {self.root}.") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             moved = self.quarantine(key)
             raise IntegrityError(f"Manifest {path} is unreadable: {exc}; moved to {moved}.") from None
 
+    def manifest(self, key: str) -> dict[str, Any]:
+        """The manifest of ``key``: output factory specs, file checksums, metrics, provenance."""
+        return self._manifest(key)[0]
+
     def _damaged(self, key: str, what: str) -> IntegrityError:
         moved = self.quarantine(key)
         return IntegrityError(f"Artifact {key}: {what}; moved to {moved}.",
                               hint="The step that made it will be recomputed.")
 
-    def _blob_payload(self, key: str, manifest: dict[str, Any]) -> bytes:
-        with open(self._blob(key), "rb") as f:
-            f.readline()
-            data = f.read()
+    def _blob_payload(self, key: str, manifest: dict[str, Any], data: bytes | None) -> bytes:
+        """The payload of blob object ``key`` (``data`` if packed, else read from its file),
+        checked against its manifest."""
+        if data is None:
+            with open(self._blob(key), "rb") as f:
+                f.readline()
+                data = f.read()
         problem = _blob_problem(data, manifest)
         if problem is not None:
             raise self._damaged(key, problem)
@@ -506,9 +577,9 @@ class Store:
 
         Files a valid stamp vouches for are not read, unless ``full``.
         """
-        manifest = self.manifest(key)
+        manifest, data = self._manifest(key)
         if BLOB in manifest["files"]:
-            self._blob_payload(key, manifest)
+            self._blob_payload(key, manifest, data)
         else:
             large = any(size >= STAMP_MIN for size, _ in manifest["files"].values())
             stamp = self._read_stamp(key) if large and not full else None
@@ -524,7 +595,7 @@ class Store:
 
     def load(self, key: str, index: int = 0) -> Any:
         """Output ``index`` of object ``key``, verified against its checksums first."""
-        manifest = self.manifest(key)
+        manifest, data = self._manifest(key)
         specs = manifest["outputs"]
         if index >= len(specs):
             raise StoreError(f"Artifact {key} has {len(specs)} outputs, not {index + 1}.")
@@ -535,7 +606,7 @@ class Store:
         try:
             if BLOB in manifest["files"]:
                 assert isinstance(factory, BlobFactory)
-                return factory.loads(self._blob_payload(key, manifest))
+                return factory.loads(self._blob_payload(key, manifest, data))
             if key not in self._verified:
                 self.verify(key)
             return factory.load(self.path(key) / manifest["dirs"][index])
@@ -553,6 +624,11 @@ class Store:
         target = self.root / "quarantine" / f"{key}-{uuid.uuid4().hex[:8]}"
         target.parent.mkdir(parents=True, exist_ok=True)
         self._stamp_path(key).unlink(missing_ok=True)
+        record = self._packs.read(key)
+        if record is not None:
+            target.write_bytes(record)
+            self._packs.withdraw(key)
+            return target
         for source in (self._blob(key), self.path(key)):
             try:
                 os.rename(source, target)
@@ -589,6 +665,9 @@ class Store:
     def flush(self) -> None:
         """Make every object saved since the last flush durable (one sync for all of them),
         then stamp the large files known good (see the module's docstring)."""
+        if self._packed:
+            self._packed = False
+            self._unsynced += self._packs.files()
         if self._unsynced:
             folders, self._unsynced = self._unsynced, []
             sync_tree(self.root, folders)

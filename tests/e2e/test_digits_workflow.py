@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_python
+from tests.storefiles import overwrite, record
 
 STEPS = ["table", "Split", "Scale", "Fit", "Evaluate"]
 
@@ -97,8 +98,8 @@ def test_truncated_artifacts_are_detected_and_recomputed(project):
     first = run(project)
     store = project / ".qflow/store/objects"
     evaluate = first["nodes"]["Evaluate"]["key"]
-    blob = store / evaluate[:2] / f"{evaluate}.blob"  # a float: one file
-    os.truncate(blob, blob.stat().st_size - 3)
+    data = record(store.parent, evaluate)  # a float: packed
+    overwrite(store.parent, evaluate, data[:-3] + bytes(b ^ 1 for b in data[-3:]))
     second = run(project)
     assert ran(second) == {"Evaluate"} and second["result"] == first["result"]
     assert "corrupt" in second["nodes"]["Evaluate"]["reasons"][0]

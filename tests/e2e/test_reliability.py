@@ -141,7 +141,7 @@ def check_store(store_root: Path) -> None:
     from qflow.store.local import Store
 
     store = Store(store_root)
-    keys = [p.name.removesuffix(".blob") for p in (store_root / "objects").glob("*/*")]
+    keys = list(store.keys())
     assert keys
     for key in keys:
         store.verify(key, full=True)

@@ -14,6 +14,7 @@ from qflow.cache import collect, inventory, usage, verify
 from qflow.config.paths import Paths, StoreLocation
 from qflow.errors import ConfigError, StoreError
 from qflow.store.local import Store
+from tests.storefiles import overwrite, record
 
 
 @qflow.step
@@ -83,8 +84,7 @@ def test_verify_quarantines_a_damaged_object(project):
     good = verify(store)
     assert good.checked == 2 and good.damaged == []
     victim = next(iter(store.keys()))
-    blob = store.path(victim).with_suffix(".blob")
-    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    overwrite(store.root, victim, record(store.root, victim)[:-1] + b"!")
     report = verify(store)
     assert report.checked == 2 and [d.key for d in report.damaged] == [victim]
     assert "checksum" in report.damaged[0].problem

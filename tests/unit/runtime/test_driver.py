@@ -11,6 +11,7 @@ import pytest
 import qflow
 from qflow.errors import StepError
 from qflow.trackers.file import FileTracker
+from tests.storefiles import overwrite, record
 
 RAN: list[str] = []
 
@@ -350,10 +351,9 @@ def test_an_uncached_step_keeps_its_value_for_a_damaged_cached_reader(tmp_path):
 
     first = run(W(), tmp_path)
     key = first.nodes["Double"].key
-    blob = tmp_path / ".qflow/store/objects" / key[:2] / f"{key}.blob"
-    data = blob.read_bytes()
+    data = record(tmp_path / ".qflow/store", key)
     assert data.endswith(b"6]")
-    blob.write_bytes(data[:-2] + b"9]")  # Double's stored copy no longer matches its checksum
+    overwrite(tmp_path / ".qflow/store", key, data[:-2] + b"9]")  # no longer its checksum's
     second = run(W(offset=1), tmp_path)  # Total must run and reads the damaged copy
     assert RAN == ["Noise", "Double", "Total"] and second.result == 13
     assert "corrupt" in second.nodes["Double"].reasons[0]
@@ -365,9 +365,9 @@ def test_a_cached_step_keeps_its_metrics_from_the_index_or_else_from_the_store(t
 
     run(Flow(), tmp_path)
     read = []
-    manifest = Store.manifest
-    monkeypatch.setattr(Store, "manifest", lambda self, key: read.append(key) or manifest(self,
-                                                                                          key))
+    manifest = Store._manifest  # what manifest() and load() read
+    monkeypatch.setattr(Store, "_manifest", lambda self, key: read.append(key) or manifest(self,
+                                                                                           key))
     again = run(Flow(), tmp_path)
     key = again.nodes["Train"].key
     assert read == [key] and again.metrics == {"loss": 0.5}  # the result's load only

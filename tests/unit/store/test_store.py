@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from qflow.errors import IntegrityError, StoreError
-from qflow.store.local import Store
+from qflow.store.local import PACK_MAX, Store
+from tests.storefiles import loosen, overwrite, record, span
 
 KEY = "ab" + "0" * 62
 
@@ -37,15 +38,18 @@ def test_nothing_is_left_in_tmp_after_commit(tmp_path):
         store.save(f"{i:02x}" + "1" * 62, [(i, None)], {})
     store.flush()
     assert list((tmp_path / "tmp").iterdir()) == []
-    assert len(list((tmp_path / "objects").glob("*/*.blob"))) == 20  # small values: one file each
+    assert not (tmp_path / "objects").exists()  # small values: packed, no file each
+    assert [p.name for p in (tmp_path / "packs").iterdir() if p.suffix == ".pack"] == [
+        f"{store._packs.writer}.pack"]
+    assert sorted(Store(tmp_path).keys()) == sorted(f"{i:02x}" + "1" * 62 for i in range(20))
 
 
 def test_blob_objects_are_checked_too(tmp_path):
     store = Store(tmp_path)
     store.save(KEY, [({"weights": list(range(100))}, None)], {"node": "Fit"})
-    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
-    assert blob.is_file() and store.manifest(KEY)["node"] == "Fit"
-    os.truncate(blob, blob.stat().st_size - 5)
+    pack, offset, length = span(tmp_path, KEY)
+    assert store.manifest(KEY)["node"] == "Fit" and pack.stat().st_size == offset + length
+    os.truncate(pack, pack.stat().st_size - 5)  # the pack's last record loses its end
     with pytest.raises(IntegrityError, match="blob has"):
         Store(tmp_path).load(KEY)
     assert not store.has(KEY)
@@ -83,10 +87,14 @@ def test_unreadable_manifest_or_header_is_an_integrity_error(tmp_path):
     with pytest.raises(IntegrityError, match="manifest.json"):
         Store(tmp_path).load(KEY)
     store.save(KEY, [(1, None)], {})
-    (tmp_path / "objects/ab" / f"{KEY}.blob").write_bytes(b'{"broken": \n1')
+    overwrite(tmp_path, KEY, b"[" + record(tmp_path, KEY)[1:])
     with pytest.raises(IntegrityError, match="unreadable header"):
         Store(tmp_path).load(KEY)
-    assert len(list((tmp_path / "quarantine").iterdir())) == 2
+    store.save(KEY, [(1, None)], {})
+    loosen(tmp_path, KEY).write_bytes(b'{"broken": \n1')
+    with pytest.raises(IntegrityError, match="unreadable header"):
+        Store(tmp_path).load(KEY)
+    assert len(list((tmp_path / "quarantine").iterdir())) == 3
 
 
 def test_invalid_keys_never_become_paths(tmp_path):
@@ -100,7 +108,7 @@ def test_leftovers_of_dead_writers_are_removed(tmp_path):
     Store(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    from qflow.store.local import _HOST
+    from qflow.store.atomic import HOST as _HOST
 
     leftover = tmp_path / "tmp" / f"{dead}-{_HOST}-deadbeef"
     leftover.mkdir()
@@ -127,8 +135,8 @@ def test_concurrent_writers_of_the_same_keys(tmp_path):
              for n in range(4)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     store = Store(tmp_path)
-    objects = list((tmp_path / "objects").glob("*/*.blob"))
-    assert len(objects) == 30
+    assert sorted(store.keys()) == sorted(f"{i:02x}" + "2" * 62 for i in range(30))
+    assert 1 <= len(list((tmp_path / "packs").glob("*.pack"))) <= 4  # a writer per process
     for i in range(30):
         assert store.load(f"{i:02x}" + "2" * 62) == list(range(i * 100))
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -146,8 +154,7 @@ def test_index_documents(tmp_path):
 def test_an_artifact_of_an_older_factory_format_is_recomputed_not_fatal(tmp_path):
     store = Store(tmp_path)
     store.save(KEY, [([1, 2], None)], {})
-    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
-    blob.write_bytes(blob.read_bytes().replace(b'"version": 1', b'"version": 0', 1))
+    overwrite(tmp_path, KEY, record(tmp_path, KEY).replace(b'"version": 1', b'"version": 0', 1))
     with pytest.raises(IntegrityError, match="cannot be read any more"):
         Store(tmp_path).load(KEY)
     assert not store.has(KEY)
@@ -158,10 +165,15 @@ def test_the_first_publisher_of_a_blob_wins_and_it_never_changes(tmp_path):
     leaves the object alone, so a reader opening it twice reads one writer's bytes."""
     first, second = Store(tmp_path), Store(tmp_path)
     first.save(KEY, [(b"first", None)], {"writer": 1})
-    blob = tmp_path / "objects/ab" / f"{KEY}.blob"
-    inode = blob.stat().st_ino
     second.save(KEY, [(b"other", None)], {"writer": 2})
-    assert blob.stat().st_ino == inode and Store(tmp_path).load(KEY) == b"first"
+    assert Store(tmp_path).load(KEY) == b"first" and second.load(KEY) == b"first"
+    assert list((tmp_path / "tmp").iterdir()) == []
+    big = "cd" + "0" * 62  # a blob too large for the pack: its own file
+    first.save(big, [(b"1" * PACK_MAX, None)], {"writer": 1})
+    blob = tmp_path / "objects/cd" / f"{big}.blob"
+    inode = blob.stat().st_ino
+    second.save(big, [(b"2" * PACK_MAX, None)], {"writer": 2})
+    assert blob.stat().st_ino == inode and Store(tmp_path).load(big) == b"1" * PACK_MAX
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -192,7 +204,7 @@ def test_keys_sizes_and_removal(tmp_path):
     (tmp_path / "objects" / "ab").mkdir()
     (tmp_path / "objects" / "ab" / KEY).mkdir()  # a folder without its manifest: not committed
     assert sorted(store.keys()) == [blob, folder]
-    assert store.size(blob) == (tmp_path / "objects/cd" / f"{blob}.blob").stat().st_size
+    assert store.size(blob) == len(record(tmp_path, blob)) > 100
     files = [p for p in (tmp_path / "objects/ef" / folder).rglob("*") if p.is_file()]
     assert store.size(folder) == sum(p.stat().st_size for p in files) > 80
     assert store.remove(folder) and store.remove(blob)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,6 +60,22 @@ def new_project(base: Path, project: str, workflow: str, source: str) -> Path:
     (folder / "config.yaml").write_text("defaults:\n  - project\n  - _self_\ninputs: {}\n"
                                         "parameters: {}\n")
     return root
+
+
+def finished_steps(folder: Path, logs: str = "*/events.jsonl") -> dict[str, dict]:
+    """The node entries of the ``node_finished`` events logged so far in the event logs
+    ``logs`` under ``folder`` (by default every run's, ``folder`` being a runs folder); a run
+    killed mid-way keeps them."""
+    import json
+
+    found = {}
+    for log in folder.glob(logs):
+        for line in log.read_text().splitlines():
+            if '"event": "node_finished"' in line:
+                with contextlib.suppress(ValueError):  # a line being written
+                    node = json.loads(line)["node"]
+                    found[node["id"]] = node
+    return found
 
 
 def free_port() -> int:

@@ -32,9 +32,14 @@ PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
 
-def digest(material: Any) -> str:
-    """SHA-256 of the canonical JSON of ``material`` (sorted keys, no spaces)."""
-    return hashlib.sha256(_CANONICAL.encode(material).encode()).hexdigest()
+def canonical(material: Any) -> str:
+    """The canonical JSON of ``material`` (sorted keys, no spaces), which :func:`digest` hashes."""
+    return _CANONICAL.encode(material)
+
+
+def digest(material: Any, text: str | None = None) -> str:
+    """SHA-256 of the canonical JSON of ``material`` (``text`` if already made)."""
+    return hashlib.sha256((text or _CANONICAL.encode(material)).encode()).hexdigest()
 
 
 def bytes_digest(data: Any) -> str:

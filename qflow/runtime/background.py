@@ -1,8 +1,8 @@
 """Work a run hands to a background thread: the lines of its record files, and the sync that
 makes its final record durable.
 
-A run adds two or three lines per step to ``nodes.jsonl`` and ``events.jsonl``; writing and
-flushing each one cost more than the step itself for small steps. A :class:`LineFile` queues
+A run adds two or three lines per step to ``events.jsonl``; writing and flushing each one
+would cost more than the step itself for small steps. A :class:`LineFile` queues
 its lines, and the background thread writes what is queued in one ``write`` at most
 :data:`FLUSH_INTERVAL` seconds after the first queued line, so a reader following the file
 (``%qflow watch``, a test waiting for a step) sees each line within that interval.

@@ -183,6 +183,7 @@ class Driver:
             self._lock_store()
             decision = self.planner.decide(node, keyed=keyed)
         record.components = decision.components
+        record.components_json = decision.components_json
         record.key = decision.key
         if decision.key is not None:
             self._planned[node.id] = decision.key

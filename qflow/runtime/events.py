@@ -47,10 +47,15 @@ class NodeRun:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     components: dict[str, Any] | None = None
+    components_json: str | None = field(default=None, repr=False, compare=False)
+    """``components`` as JSON text, when known (the run record reuses it); not in
+    :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for run records and trackers."""
-        return dict(vars(self))
+        entry = dict(vars(self))
+        del entry["components_json"]
+        return entry
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from qflow.graph.explain import explain
 from qflow.graph.graph import Graph, Node
-from qflow.graph.keys import components, digest
+from qflow.graph.keys import canonical, components, digest
 
 PlanStatus = Literal["input", "inline", "cached", "run", "undecided"]
 """What a run would do with a node: nothing (a plain ``input`` value, an ``inline`` provider
@@ -36,6 +36,8 @@ class NodePlan:
     status: PlanStatus
     key: str | None = None
     components: dict[str, Any] | None = None
+    components_json: str | None = field(default=None, repr=False)
+    """``components`` as the canonical JSON its key hashes (records reuse the text)."""
     reasons: list[str] = field(default_factory=list)
     estimate: float | None = None
     """Median seconds of the step's past computations (``None``: it never ran)."""
@@ -188,7 +190,8 @@ class Planner:
         if keyed:
             decision.components = comps = components(
                 node, self.keys, [f.ident if f else None for f in self.declared(node)], self.root)
-            decision.key = self.keys[node.id] = digest(comps)
+            decision.components_json = canonical(comps)
+            decision.key = self.keys[node.id] = digest(comps, decision.components_json)
         if self.inline(node):
             decision.status = "inline" if node.kind == "provider" else "input"
         elif self.cacheable(node) and keyed and self.store.has(decision.key):

@@ -4,12 +4,11 @@
 when it ends (for a notebook session, also after each step cell). The one a run ends with is
 then made durable on a background thread (``qflow.runtime.background``, done before the
 process exits); the first is not synced, since a run still ``running`` whose process is gone
-reads as ``crashed`` anyway. ``graph.json`` holds the built graph; ``nodes.jsonl`` gets a
-line per finished node, so a killed run still shows which steps completed; ``events.jsonl``
-logs every event (``qflow.runtime.stream``). Both get their lines in batches, each within
-0.1 s. Each node entry keeps its key and the components it was made of, which is how QFlow
+reads as ``crashed`` anyway. ``events.jsonl`` logs every event (``qflow.runtime.stream``),
+a line per finished node among them, so a killed run still shows which steps completed; it
+gets its lines in batches, each within 0.1 s. Each node entry keeps its key and the components it was made of, which is how QFlow
 says why a step ran. The graph is encoded once per run (again when a notebook session's
-graph changes) and that text goes into every file that holds it.
+graph changes) and that text goes into the record and the event log.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from qflow.errors import ConfigError
-from qflow.runtime.background import LineFile, sync_soon
+from qflow.runtime.background import sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
+from qflow.runtime.stream import EventLog, dumps, graph_json, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
 KERNEL_EVENTS = "kernel-events.jsonl"
@@ -43,7 +42,6 @@ class RunRecorder(Observer):
 
     def __init__(self, runs_dir: Path | str) -> None:
         self.runs_dir = Path(runs_dir)
-        self._nodes_file: LineFile | None = None
         self._events: EventLog | None = None
         self._graph = "null"  # the run's graph as JSON
 
@@ -80,7 +78,10 @@ class RunRecorder(Observer):
 
     def _write(self, run: RunState, *, sync: bool = True) -> None:
         path = self.folder(run) / "record.json"
-        atomic_write_bytes(path, dumps(self._fields(run), graph=self._graph).encode(), sync=False)
+        fields = self._fields(run)
+        del fields["nodes"]  # encoded with the key components' JSON text the planner made
+        text = dumps(fields, graph=self._graph, nodes=_nodes_json(run))
+        atomic_write_bytes(path, text.encode(), sync=False)
         if sync:
             sync_soon(path)
 
@@ -88,9 +89,7 @@ class RunRecorder(Observer):
         folder = self.folder(run)
         folder.mkdir(parents=True, exist_ok=True)
         self._graph = graph_json(run)
-        (folder / "graph.json").write_text(self._graph)
         self._write(run, sync=False)
-        self._nodes_file = LineFile(folder / "nodes.jsonl")
         self._events = EventLog(folder / "events.jsonl")
         self._events.run_started(run=run, graph=self._graph)
 
@@ -98,7 +97,6 @@ class RunRecorder(Observer):
         if self._events is not None:
             self._graph = graph_json(run)
             self._events.graph_changed(run=run, graph=self._graph)
-            (self.folder(run) / "graph.json").write_text(self._graph)
 
     def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
         if self._events is not None:
@@ -109,24 +107,33 @@ class RunRecorder(Observer):
             self._events.node_info(**kwargs)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        entry = dumps(node_entry(node))
-        if self._nodes_file is not None:
-            self._nodes_file.write(entry + "\n")
         if self._events is not None:
-            self._events.node_finished(run=run, node=node, entry=entry)
+            self._events.node_finished(run=run, node=node)
         if run.kind == "notebook":  # a session lasts: its record follows its cells
             self._write(run)
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         try:
-            if self._nodes_file is not None:
-                self._nodes_file, nodes = None, self._nodes_file
-                nodes.close()
             if self._events is not None:
                 self._events, events = None, self._events
                 events.run_finished(run=run)
         finally:
             self._write(run)
+
+
+def _nodes_json(run: RunState) -> str:
+    """The record's ``nodes`` as JSON, each node's components taken as the text its key was
+    hashed from when there is one (not encoded again)."""
+    parts = []
+    for nid, node in run.nodes.items():
+        entry = node.to_dict()
+        if node.components_json is not None and entry["components"] is not None:
+            del entry["components"]
+            text = f'{dumps(entry)[:-1]}, "components": {node.components_json}}}'
+        else:
+            text = dumps(entry)
+        parts.append(f"{dumps(nid)}: {text}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def effective_status(record: dict[str, Any]) -> str:
@@ -173,13 +180,12 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def node_entries(runs_dir: Path | str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The node entries of a run: its record's, completed by what a run in progress (or one
-    killed before it could update its record) logged since: ``nodes.jsonl``, and the step
-    cells' events of a headless notebook (``kernel-events.jsonl``)."""
+    killed before it could update its record) logged since: the nodes finished in its event
+    log, and in that of a headless notebook's step cells (``kernel-events.jsonl``)."""
     nodes = {nid: dict(node) for nid, node in (record.get("nodes") or {}).items()}
     folder = Path(runs_dir) / str(record.get("run_id"))
-    logged = _lines(folder / "nodes.jsonl")
-    logged += [e["node"] for e in _lines(folder / KERNEL_EVENTS)
-               if e.get("event") == "node_finished" and isinstance(e.get("node"), dict)]
+    logged = [e["node"] for e in _lines(folder / "events.jsonl") + _lines(folder / KERNEL_EVENTS)
+              if e.get("event") == "node_finished" and isinstance(e.get("node"), dict)]
     for entry in logged:
         nid = entry.get("id")
         if not isinstance(nid, str):

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_python
+from tests.conftest import finished_steps, run_python
 
 FLOW = '''
 import time
@@ -84,8 +84,7 @@ def test_killed_run_loses_only_the_step_in_flight(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 30
     while time.time() < deadline:
-        nodes = list((tmp_path / ".qflow/runs").glob("*/nodes.jsonl"))
-        if nodes and "Prepare" in nodes[0].read_text():
+        if "Prepare" in finished_steps(tmp_path / ".qflow/runs"):
             break
         time.sleep(0.05)
     time.sleep(0.3)  # let the background commit of Prepare's artifact finish

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QFLOW, run_python, run_qflow
+from tests.conftest import QFLOW, finished_steps, run_python, run_qflow
 
 WORKFLOW = '''
 import os
@@ -257,8 +256,8 @@ def test_sigterm_stops_the_run_like_ctrl_c(project, front):
                             stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # Total is running once Make and Labels are recorded
-        nodes = list((project / ".qflow/runs").glob("*/nodes.jsonl"))
-        if nodes and len(re.findall(r'"status": "ran"', nodes[0].read_text())) == 2:
+        steps = finished_steps(project / ".qflow/runs").values()
+        if sum(node["status"] == "ran" for node in steps) == 2:
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)

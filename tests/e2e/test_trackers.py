@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from qflow import api
-from tests.conftest import QFLOW, run_qflow
+from tests.conftest import QFLOW, finished_steps, run_qflow
 
 WORKFLOW = '''
 import time
@@ -194,7 +194,8 @@ def test_interrupted_run_is_killed(project):
     runs = project / ".qflow/runs"
     deadline = time.time() + 60
     while time.time() < deadline:
-        started = [p for p in runs.glob("*/nodes.jsonl") if '"Make"' in p.read_text()]
+        started = [p for p in runs.glob("*/events.jsonl")
+                   if "Make" in finished_steps(p.parent, "events.jsonl")]
         if any("delay" in (p.parent / "record.json").read_text() and
                json.loads((p.parent / "record.json").read_text())["parameters"]["delay"] == 5
                for p in started):

@@ -130,8 +130,8 @@ def test_gc_never_removes_what_a_run_in_progress_uses_or_stores(project):
         "run_id": folder.name, "workflow": "Flow", "status": "running", "pid": os.getpid(),
         "started": time.time(), "nodes": {"Make": {"id": "Make", "kind": "step",
                                                    "status": "pending", "key": None}}}))
-    (folder / "nodes.jsonl").write_text(json.dumps({"id": "Make", "kind": "step",
-                                                    "status": "cached", "key": used}) + "\n")
+    (folder / "events.jsonl").write_text(json.dumps({"event": "node_finished", "node": {
+        "id": "Make", "kind": "step", "status": "cached", "key": used}}) + "\n")
     writing = "ff" + "9" * 62
     store.save(writing, [(1, None)], {"node": "Total", "run_id": folder.name})
     result = collect(store, runs, keep_runs=0)

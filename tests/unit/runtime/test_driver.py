@@ -107,10 +107,10 @@ def test_run_record_and_file_tracker(tmp_path):
     assert train["status"] == "ran" and train["key"] and train["duration"] >= 0
     assert train["components"]["settings"] == {"alpha": 1.0}
     assert [m["value"] for m in train["metrics"] if m["name"] == "loss"] == [1.0, 0.5]
-    graph = json.loads((folder / "graph.json").read_text())
-    assert [n["id"] for n in graph["nodes"]] == ["seed", "Source", "Split", "Train"]
-    lines = (folder / "nodes.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in lines] == ["seed", "Source", "Split", "Train"]
+    assert [n["id"] for n in record["graph"]["nodes"]] == ["seed", "Source", "Split", "Train"]
+    lines = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert [e["node"]["id"] for e in lines if e["event"] == "node_finished"] == [
+        "seed", "Source", "Split", "Train"]
     tracked = FileTracker(tmp_path / ".qflow/tracker/file").read_run(state.run_id)
     assert tracked.status == "FINISHED" and tracked.params["alpha"] == "1.0"
     assert tracked.params["Train.alpha"] == "1.0" and tracked.params["Source.n"] == "3"
@@ -393,7 +393,7 @@ def test_the_store_lock_is_let_go_only_once_the_record_names_the_keys_found(tmp_
     def lock(self, *, shared=False):
         with real(self, shared=shared):
             yield
-            newest = sorted((tmp_path / ".qflow/runs").iterdir())[-1] / "nodes.jsonl"
+            newest = sorted((tmp_path / ".qflow/runs").iterdir())[-1] / "events.jsonl"
             logged_at_unlock.append(newest.read_text() if newest.exists() else "")
 
     monkeypatch.setattr(Store, "lock", lock)

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qflow.dsl.proxy import ACTIVE_TRACER, contains_proxy, user_location
 from qflow.errors import GraphBuildError, SettingsError
@@ -43,8 +43,9 @@ class QFlowModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, arbitrary_types_allowed=True, protected_namespaces=()
     )
-    _qflow_labels: dict[str, str] = PrivateAttr(default_factory=dict)
-    _qflow_name: str | None = PrivateAttr(default=None)
+    # Labels and a node name are kept in pydantic's private-attribute dict only on the copies
+    # label_info() and name() make (see _marked): declared private attributes would cost
+    # every model's construction several microseconds, and a workflow makes one per step call.
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -57,14 +58,24 @@ class QFlowModel(BaseModel):
 
 
 def labels_of(model: QFlowModel) -> dict[str, str]:
-    """The labels ``label_info`` gave ``model`` (read without pydantic's ``__getattr__``,
-    which costs microseconds per private attribute; graphs read these once per step call)."""
-    return model.__pydantic_private__["_qflow_labels"]  # type: ignore[index]
+    """The labels ``label_info`` gave ``model`` (none for a model made directly)."""
+    marks = model.__pydantic_private__
+    return marks["_qflow_labels"] if marks else {}
 
 
 def name_of(model: QFlowModel) -> str | None:
-    """The node name ``qflow.name`` gave ``model``, if any (read as :func:`labels_of`)."""
-    return model.__pydantic_private__["_qflow_name"]  # type: ignore[index]
+    """The node name ``qflow.name`` gave ``model``, if any."""
+    marks = model.__pydantic_private__
+    return marks["_qflow_name"] if marks else None
+
+
+def _marked(model: Any, labels: dict[str, str], name: str | None) -> Any:
+    """A copy of ``model`` carrying ``labels`` and the node ``name`` (copied and pickled with
+    it, compared by ``==``)."""
+    copy = model.model_copy()
+    object.__setattr__(copy, "__pydantic_private__", {"_qflow_labels": labels,
+                                                      "_qflow_name": name})
+    return copy
 
 
 class StepBase(QFlowModel):
@@ -236,9 +247,7 @@ def label_info(step_instance: Any, **labels: str) -> Any:
     bad = {k: v for k, v in labels.items() if not isinstance(v, str)}
     if bad:
         raise GraphBuildError(f"label_info() labels must name metrics as strings, got {bad!r}.")
-    labelled = step_instance.model_copy()
-    labelled._qflow_labels = {**step_instance._qflow_labels, **labels}
-    return labelled
+    return _marked(step_instance, {**labels_of(step_instance), **labels}, name_of(step_instance))
 
 
 def name(step_instance: T, node_name: str, /) -> T:
@@ -263,10 +272,7 @@ def name(step_instance: T, node_name: str, /) -> T:
             "(letters, digits and underscores, not starting with a digit).",
             hint='Use a name such as "companies" or "read_companies".',
         )
-    named = step_instance.model_copy()
-    named._qflow_labels = dict(step_instance._qflow_labels)
-    named._qflow_name = node_name
-    return named  # type: ignore[return-value]
+    return _marked(step_instance, dict(labels_of(step_instance)), node_name)  # type: ignore[no-any-return]
 
 
 class Provider:

@@ -15,7 +15,6 @@ changing how anything is digested changes it, and keys of another scheme are nev
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -25,21 +24,22 @@ from qflow.dsl.decorators import Provider, StepBase
 from qflow.dsl.proxy import Proxy
 from qflow.graph.fingerprint import code_fingerprint, qualified
 from qflow.graph.graph import Node
+from qflow.jsontext import encoder
 
 SCHEME = 2
 """The key format's version. 2: bytes, arrays and pickles digested with XXH3-128 (SHA-256 in 1)."""
 PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
+_CANONICAL = encoder(sort_keys=True, separators=(",", ":"))
 
 
 def canonical(material: Any) -> str:
     """The canonical JSON of ``material`` (sorted keys, no spaces), which :func:`digest` hashes."""
-    return _CANONICAL.encode(material)
+    return _CANONICAL(material)
 
 
 def digest(material: Any, text: str | None = None) -> str:
     """SHA-256 of the canonical JSON of ``material`` (``text`` if already made)."""
-    return hashlib.sha256((text or _CANONICAL.encode(material)).encode()).hexdigest()
+    return hashlib.sha256((text or _CANONICAL(material)).encode()).hexdigest()
 
 
 def bytes_digest(data: Any) -> str:

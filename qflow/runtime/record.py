@@ -17,13 +17,14 @@ import json
 import os
 import secrets
 import time
+from json.encoder import encode_basestring_ascii as _string
 from pathlib import Path
 from typing import Any
 
 from qflow.errors import ConfigError
 from qflow.runtime.background import sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.stream import EventLog, dumps, graph_json, summary
+from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
 KERNEL_EVENTS = "kernel-events.jsonl"
@@ -44,6 +45,9 @@ class RunRecorder(Observer):
         self.runs_dir = Path(runs_dir)
         self._events: EventLog | None = None
         self._graph = "null"  # the run's graph as JSON
+        # node -> (its state, its entry as JSON) when it last finished: the event log's line
+        # and the final record share one encoding while the node has not changed since
+        self._entries: dict[str, tuple[tuple[Any, ...], str]] = {}
 
     def folder(self, run: RunState) -> Path:
         """The record folder of ``run``."""
@@ -79,8 +83,8 @@ class RunRecorder(Observer):
     def _write(self, run: RunState, *, sync: bool = True) -> None:
         path = self.folder(run) / "record.json"
         fields = self._fields(run)
-        del fields["nodes"]  # encoded with the key components' JSON text the planner made
-        text = dumps(fields, graph=self._graph, nodes=_nodes_json(run))
+        del fields["nodes"]  # encoded from the texts made already (see _nodes_json)
+        text = dumps(fields, graph=self._graph, nodes=self._nodes_json(run))
         atomic_write_bytes(path, text.encode(), sync=False)
         if sync:
             sync_soon(path)
@@ -107,8 +111,10 @@ class RunRecorder(Observer):
             self._events.node_info(**kwargs)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
+        entry = dumps(node_entry(node))
+        self._entries[node.id] = (_state(node), entry)
         if self._events is not None:
-            self._events.node_finished(run=run, node=node)
+            self._events.node_finished(run=run, node=node, entry=entry)
         if run.kind == "notebook":  # a session lasts: its record follows its cells
             self._write(run)
 
@@ -121,19 +127,35 @@ class RunRecorder(Observer):
             self._write(run)
 
 
-def _nodes_json(run: RunState) -> str:
-    """The record's ``nodes`` as JSON, each node's components taken as the text its key was
-    hashed from when there is one (not encoded again)."""
-    parts = []
-    for nid, node in run.nodes.items():
-        entry = node.to_dict()
-        if node.components_json is not None and entry["components"] is not None:
-            del entry["components"]
-            text = f'{dumps(entry)[:-1]}, "components": {node.components_json}}}'
-        else:
-            text = dumps(entry)
-        parts.append(f"{dumps(nid)}: {text}")
-    return "{" + ", ".join(parts) + "}"
+    def _nodes_json(self, run: RunState) -> str:
+        """The record's ``nodes`` as JSON. What was encoded already is not encoded again: a
+        node's entry as its ``node_finished`` event logged it (unless the node changed since),
+        its components as the text its key was hashed from; a node still pending is the
+        pending entry with its id and kind."""
+        parts = []
+        for nid, node in run.nodes.items():
+            known = self._entries.get(nid)
+            if known is not None and known[0] == _state(node):
+                text = known[1]
+            elif node == NodeRun(id=node.id, kind=node.kind):
+                text = f'{{"id": {_string(nid)}, "kind": {_string(node.kind)}{_PENDING}'
+            else:
+                text = dumps(node_entry(node))
+            if node.components is not None:
+                components = node.components_json or dumps(node.components)
+                text = f'{text[:-1]}, "components": {components}}}'
+            parts.append(f"{_string(nid)}: {text}")
+        return "{" + ", ".join(parts) + "}"
+
+
+def _state(node: NodeRun) -> tuple[Any, ...]:
+    """What a node's entry shows, compared cheaply (a changed node is encoded again)."""
+    return (node.status, node.key, node.duration, len(node.reasons), len(node.metrics),
+            node.error)
+
+
+_PENDING = dumps(node_entry(NodeRun(id="", kind="")))[len('{"id": "", "kind": ""'):]
+"""A pending node's entry after its id and kind."""
 
 
 def effective_status(record: dict[str, Any]) -> str:

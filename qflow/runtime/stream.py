@@ -23,27 +23,28 @@ from pathlib import Path
 from typing import Any
 
 from qflow.graph.described import DescribedGraph
+from qflow.jsontext import encoder
 from qflow.runtime import info as runtime_info
 from qflow.runtime.background import LineFile
 from qflow.runtime.events import NodeRun, Observer, RunState
 
 PROGRESS_INTERVAL = 0.1  # seconds between two logged updates of one progress bar
-_ENCODER = json.JSONEncoder(default=repr)
+_ENCODER = encoder()
 
 
 def dumps(fields: dict[str, Any], **encoded: str) -> str:
     """The JSON object of ``fields`` (a ``repr`` for what JSON cannot hold), followed by the
     members ``encoded`` gives as JSON text already (a run's graph, encoded once per run)."""
-    text = _ENCODER.encode(fields)
+    text = _ENCODER(fields)
     if not encoded:
         return text
-    members = ", ".join(f"{_ENCODER.encode(name)}: {value}" for name, value in encoded.items())
+    members = ", ".join(f"{_ENCODER(name)}: {value}" for name, value in encoded.items())
     return f"{text[:-1]}{', ' if fields else ''}{members}}}"
 
 
 def graph_json(run: RunState) -> str:
     """``run``'s graph as JSON text (``null`` without one)."""
-    return _ENCODER.encode(run.graph.to_dict()) if run.graph is not None else "null"
+    return _ENCODER(run.graph.to_dict()) if run.graph is not None else "null"
 
 
 def summary(value: Any) -> Any:
@@ -106,7 +107,7 @@ class EventLog(Observer):
     def _write(self, event: str, fields: dict[str, Any] | None = None, **encoded: str) -> None:
         line = f'{{"event": "{event}", "t": {time.time()!r}'  # as dumps() would write them
         if fields:
-            line += f", {_ENCODER.encode(fields)[1:-1]}"
+            line += f", {_ENCODER(fields)[1:-1]}"
         for name, value in encoded.items():
             line += f', "{name}": {value}'
         self._lines.write(line + "}\n")
@@ -132,7 +133,7 @@ class EventLog(Observer):
 
     def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
                       **_: Any) -> None:
-        self._write("node_finished", node=entry or _ENCODER.encode(node_entry(node)))
+        self._write("node_finished", node=entry or _ENCODER(node_entry(node)))
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         self._write("run_finished", {"run": {

@@ -237,6 +237,7 @@ class Store:
         self._counter = itertools.count()
         self._packs = Packs(self.root)
         self._packed = False  # appended to the pack since the last flush
+        self._holding = 0  # how many holds of the store's lock this store is in
         if read_only:
             return
         try:
@@ -275,7 +276,8 @@ class Store:
     def has(self, key: str) -> bool:
         """Whether ``key`` is stored; no data is read."""
         base = self._base(key)
-        return self._packs.find(key, fresh=True) is not None or os.path.exists(base + BLOB) \
+        return self._packs.find(key, fresh=not self._holding) is not None \
+            or os.path.exists(base + BLOB) \
             or os.path.exists(f"{base}/{MANIFEST}")
 
     def _writable(self, doing: str) -> None:
@@ -346,12 +348,23 @@ class Store:
         self._writable("compact")
         return self._packs.compact()
 
-    def lock(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
         """The store's lock (the file ``lock`` in its folder). ``qflow cache gc`` holds it
         exclusively while it chooses and removes objects; a run holds it shared from finding
         a key in the store until its record names that key, so gc never removes an object
-        that a run in flight uses."""
-        return file_lock(self.root / "lock", shared=shared)
+        that a run in flight uses.
+
+        While it is held, :meth:`has` trusts the packs' index as read when it was taken: only
+        gc withdraws keys that are sound (an object another process found damaged and
+        withdrew is found damaged again when read, and recomputed)."""
+        with file_lock(self.root / "lock", shared=shared):
+            self._packs.refresh()
+            self._holding += 1
+            try:
+                yield
+            finally:
+                self._holding -= 1
 
     # -- writing ------------------------------------------------------------------------------
     def new_tmp(self) -> Path:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import qflow
-from qflow.dsl.decorators import Provider, StepBase, WorkflowBase
+from qflow.dsl.decorators import Provider, StepBase, WorkflowBase, labels_of, name_of
 from qflow.errors import GraphBuildError, SettingsError
 
 
@@ -88,8 +90,11 @@ def test_step_options():
 def test_label_info_copies_the_step_with_labels():
     fit = Fit()
     labelled = qflow.label_info(fit, train_loss="loss")
-    assert labelled._qflow_labels == {"train_loss": "loss"} and fit._qflow_labels == {}
+    assert labels_of(labelled) == {"train_loss": "loss"} and labels_of(fit) == {}
     assert labelled.alpha == fit.alpha
+    named = qflow.name(labelled, "fit")
+    assert name_of(named) == "fit" and labels_of(named) == {"train_loss": "loss"}
+    assert name_of(labelled) is None and name_of(pickle.loads(pickle.dumps(named))) == "fit"
     with pytest.raises(GraphBuildError, match="step instance"):
         qflow.label_info(object(), x="y")
 

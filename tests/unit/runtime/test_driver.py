@@ -108,6 +108,7 @@ def test_run_record_and_file_tracker(tmp_path):
     assert train["components"]["settings"] == {"alpha": 1.0}
     assert [m["value"] for m in train["metrics"] if m["name"] == "loss"] == [1.0, 0.5]
     assert [n["id"] for n in record["graph"]["nodes"]] == ["seed", "Source", "Split", "Train"]
+    assert record["nodes"] == json.loads(json.dumps({n: v.to_dict() for n, v in state.nodes.items()}))
     lines = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert [e["node"]["id"] for e in lines if e["event"] == "node_finished"] == [
         "seed", "Source", "Split", "Train"]

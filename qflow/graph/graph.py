@@ -10,6 +10,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from qflow.dsl.proxy import Proxy
 
 
@@ -145,15 +147,17 @@ class Graph:
 
 def _described(node: Node) -> dict[str, Any]:
     """One node of :meth:`Graph.to_dict`."""
-    from pydantic_core import to_jsonable_python
-
-    inputs = [(param, p) for param, value in node.inputs.items() for p in proxies_in(value)]
+    inputs, upstream = [], {}
+    for param, value in node.inputs.items():
+        for p in (value,) if type(value) is Proxy else proxies_in(value):
+            inputs.append({"from": p.node, "label": edge_label(p, param)})
+            upstream[p.node] = None
     return {
         "id": node.id,
         "kind": node.kind,
         "title": node.title,
-        "upstream": list(dict.fromkeys(p.node for _, p in inputs)),
-        "inputs": [{"from": p.node, "label": edge_label(p, param)} for param, p in inputs],
+        "upstream": list(upstream),
+        "inputs": inputs,
         "outputs": len(node.outputs),
         "labels": node.labels,
         "location": node.location,

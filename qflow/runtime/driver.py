@@ -390,7 +390,6 @@ class Driver:
     def execute(self) -> RunState:
         """Run every node; return the run state (``status`` ``succeeded`` or raise)."""
         run = self.run_state
-        scope = self.planner.scope
         self.observer.run_started(run=run)
         try:
             self.runner.start(run, self._on_info)
@@ -415,10 +414,10 @@ class Driver:
             run.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self._close(run, scope)
+            self._close(run)
         return run
 
-    def _close(self, run: RunState, scope: str) -> None:
+    def _close(self, run: RunState) -> None:
         try:
             self.runner.stop()
         finally:
@@ -434,14 +433,9 @@ class Driver:
                     self.store.remove_scratch(run.run_id)
                 self.store.flush()
             finally:
-                previous, changed = self.planner.previous, False
-                for nid, rec in run.nodes.items():
-                    if rec.components and rec.status in ("ran", "cached", "inline", "failed"):
-                        entry = {**rec.components, "_failed": rec.status == "failed",
-                                 "_key": rec.key, "_metrics": rec.metrics}
-                        if previous.get(nid) != entry:
-                            previous[nid], changed = entry, True
-                if changed:  # a fully cached rerun leaves the index as it was
-                    self.store.write_index(scope, previous)
+                self.planner.remember({  # a fully cached rerun leaves the index as it was
+                    nid: (rec.key, rec.status == "failed", rec.metrics, rec.components)
+                    for nid, rec in run.nodes.items()
+                    if rec.components and rec.status in ("ran", "cached", "inline", "failed")})
                 run.ended = time.time()
                 self.observer.run_finished(run=run)

@@ -142,8 +142,50 @@ class Planner:
         self.cache = cache
         self.keys: dict[str, str] = {}
         self.previous: dict[str, Any] = store.read_index(self.scope)
+        """Each node's last key, whether it failed and its metrics (``_key``, ``_failed``,
+        ``_metrics``): a small document, read by every run."""
+        self._components: dict[str, Any] | None = None  # read when a step must say why it runs
         self._declared: dict[str, list[Any]] = {}
         self._by_annotation: dict[Any, Any] = {}
+
+    @property
+    def components_index(self) -> str:
+        """The name of the store's index of what each node's last key was made of."""
+        return f"{self.scope}.components"
+
+    def previous_components(self, node_id: str) -> dict[str, Any]:
+        """What ``node_id``'s last key was made of (``{}`` if not known). Indexes written
+        before the components had a document of their own hold them in ``previous``."""
+        entry = self.previous.get(node_id) or {}
+        if "code" in entry:
+            return {k: v for k, v in entry.items() if not k.startswith("_")}
+        if self._components is None:
+            self._components = self.store.read_index(self.components_index)
+        return dict(self._components.get(node_id) or {})
+
+    def remember(self, made: dict[str, tuple[str | None, bool, list[Any], dict[str, Any]]]
+                 ) -> None:
+        """Update the store's indexes with the nodes of a run that ended: ``made`` maps a
+        node to its key, whether it failed, its metrics and its key's components. Nothing is
+        written when nothing changed (a fully cached rerun); the components' document only
+        when a key did."""
+        changed, made_of = False, []  # the index changed; nodes whose key changed
+        for nid, (key, failed, metrics, _) in made.items():
+            entry = {"_key": key, "_failed": failed, "_metrics": metrics}
+            old = self.previous.get(nid)
+            if old == entry:
+                continue
+            if old is None or old.get("_key") != key or "code" in old:
+                made_of.append(nid)
+            self.previous[nid], changed = entry, True
+        if made_of:
+            if self._components is None:
+                self._components = self.store.read_index(self.components_index)
+            for nid in made_of:
+                self._components[nid] = made[nid][3]
+            self.store.write_index(self.components_index, self._components)
+        if changed:
+            self.store.write_index(self.scope, self.previous)
 
     @property
     def scope(self) -> str:
@@ -200,6 +242,8 @@ class Planner:
             decision.reasons = ["caching is off for this step" if self.cache else "caching is off"]
         else:
             previous = self.previous.get(node.id)
+            if previous is not None:
+                previous = {**self.previous_components(node.id), **previous}
             upstream = {self.keys[u]: u for u in node.upstream}
             decision.reasons = explain(previous, decision.components or {}, upstream) or [
                 "it failed last time" if previous and previous.get("_failed")

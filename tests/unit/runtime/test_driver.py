@@ -92,6 +92,42 @@ def test_parameter_change_reruns_only_dependent_steps_and_says_why(tmp_path):
     assert more.nodes["Split"].reasons == ["upstream `Source` changed"]
 
 
+def test_a_fully_cached_rerun_reads_and_writes_only_the_small_index(tmp_path, monkeypatch):
+    from qflow.store.local import Store
+
+    run(Flow(), tmp_path)
+    index = tmp_path / ".qflow/store/index"
+    assert sorted(p.name for p in index.iterdir()) == [
+        "workflow-Flow.components.json", "workflow-Flow.json"]
+    assert "code" in json.loads((index / "workflow-Flow.components.json").read_text())["Train"]
+    assert json.loads((index / "workflow-Flow.json").read_text())["Train"]["_key"]
+    used = []
+    for name in ("read_index", "write_index"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, lambda self, doc, *a, real=real, name=name: used.append(
+            (name, doc)) or real(self, doc, *a))
+    run(Flow(), tmp_path)
+    assert used == [("read_index", "workflow-Flow")]
+    run(Flow(alpha=2.0), tmp_path)  # Train's key changed: why, then both documents
+    assert used[1:] == [("read_index", "workflow-Flow"), ("read_index", "workflow-Flow.components"),
+                        ("write_index", "workflow-Flow.components"),
+                        ("write_index", "workflow-Flow")]
+
+
+def test_an_index_of_the_older_layout_still_says_why(tmp_path):
+    run(Flow(), tmp_path)
+    index = tmp_path / ".qflow/store/index"
+    small = json.loads((index / "workflow-Flow.json").read_text())
+    components = json.loads((index / "workflow-Flow.components.json").read_text())
+    (index / "workflow-Flow.components.json").unlink()
+    (index / "workflow-Flow.json").write_text(json.dumps(  # components inline, as before
+        {nid: {**components[nid], **entry} for nid, entry in small.items()}))
+    again = run(Flow(alpha=2.0), tmp_path)
+    assert again.nodes["Train"].reasons == ["setting `alpha` 1.0 → 2.0"]
+    assert "code" not in json.loads((index / "workflow-Flow.json").read_text())["Source"]
+    assert (index / "workflow-Flow.components.json").is_file()
+
+
 def test_input_override(tmp_path):
     assert run(Flow(), tmp_path, inputs={"seed": 10}).result == 33.0
 

@@ -162,9 +162,8 @@ class Packs:
         return None
 
     # -- writing ------------------------------------------------------------------------------
-    def append(self, key: str, record: bytes) -> Path:
-        """Append ``record`` for ``key`` to this writer's pack and name it in the index;
-        returns the pack's path (for the store's sync)."""
+    def append(self, key: str, record: bytes) -> None:
+        """Append ``record`` for ``key`` to this writer's pack and name it in the index."""
         if self._pid != os.getpid():  # the first append, or a forked process's
             self._pack_fd = self._index_fd = self._lock_fd = None
             self._pid = os.getpid()
@@ -177,7 +176,6 @@ class Packs:
         offset = os.lseek(self._pack_fd, 0, os.SEEK_CUR) - len(record)
         self._write_line(f"{key} {self.writer} {offset} {len(record)}\n")
         self._entries.setdefault(key, (self.writer, offset, len(record)))
-        return self.pack_path(self.writer)
 
     def withdraw(self, key: str) -> bool:
         """Withdraw ``key`` (its record stays until compacted); ``False`` if not packed."""
@@ -194,17 +192,18 @@ class Packs:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         with _flocked(self._lock_fd):
-            if self._index_fd is not None and os.fstat(self._index_fd).st_ino != _inode(
-                    self._index_path):
+            inode = -1 if self._index_fd is None else os.fstat(self._index_fd).st_ino
+            if self._index_fd is not None and inode != _inode(self._index_path):
                 os.close(self._index_fd)  # replaced by compaction: append to the new one
                 self._index_fd = None
             if self._index_fd is None:
                 self._index_fd = os.open(self._index_path,
                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                inode = os.fstat(self._index_fd).st_ino
             data = line.encode()
             _write_all(self._index_fd, data)
             end = os.lseek(self._index_fd, 0, os.SEEK_CUR)
-        if end - len(data) == self._offset and self._inode == os.fstat(self._index_fd).st_ino:
+        if end - len(data) == self._offset and self._inode == inode:
             self._offset = end  # nobody appended since the last read: nothing new to read
 
     def files(self) -> list[Path]:

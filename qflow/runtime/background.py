@@ -103,11 +103,39 @@ class LineFile:
             self._error = exc
 
 
+class Deferred:
+    """A write done when first needed: by :func:`flush_lines` (so before a step computes and
+    before the run driver lets go of the store's lock), else on the background thread within
+    :data:`FLUSH_INTERVAL` seconds, else when the interpreter exits; or never, if
+    :meth:`cancel` comes first (a later write makes it pointless). The run recorder writes the
+    record a run starts with this way: a fully cached run that ends sooner writes one record."""
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write: Callable[[], None] | None = write
+        self._lock = threading.Lock()  # held while writing: cancel() waits for a write begun
+        _QUEUED[self] = None
+        _WORKER.later(self._flush_reporting)
+
+    def _flush_reporting(self) -> None:
+        with self._lock:
+            _QUEUED.pop(self, None)
+            write, self._write = self._write, None
+            if write is not None:
+                with contextlib.suppress(OSError):  # as a record that cannot be synced
+                    write()
+
+    def cancel(self) -> None:
+        """Drop the write if it has not been done (once a write has begun, wait for it)."""
+        with self._lock:
+            _QUEUED.pop(self, None)
+            self._write = None
+
+
 def flush_lines() -> None:
-    """Write the queued lines of every line file of this process now: the run driver does
-    before a step computes in this process, and before it lets go of the store's lock (the
-    lines name the keys a run took from the store). A file that cannot be written reports it
-    when closed."""
+    """Write the queued lines of every line file of this process now, and the deferred writes
+    (in the order they were queued): the run driver does before a step computes, and before
+    it lets go of the store's lock (the lines name the keys a run took from the store). A file
+    that cannot be written reports it when closed."""
     for lines in list(_QUEUED):
         lines._flush_reporting()
 
@@ -173,5 +201,5 @@ class _Worker:
 
 
 _WORKER = _Worker()
-_QUEUED: dict[LineFile, None] = {}  # the line files with lines waiting, in order
+_QUEUED: dict[LineFile | Deferred, None] = {}  # line files with lines waiting, deferred writes
 atexit.register(finish)

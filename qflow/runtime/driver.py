@@ -17,12 +17,14 @@ until the last node that reads it has run (or the run ends, for the workflow's r
 A key found in the store is used under the store's lock, held shared (``qflow cache gc``
 takes it exclusively): the driver takes it when it first finds a key (and looks again,
 holding it), and lets go only once the run record names every key it found — before a step
-computes and when the run's decisions are done — so gc never removes an object a run in
-flight took from the cache. Consecutive cache hits share one hold; misses take no lock.
+computes, or when the run ends — so gc never removes an object a run in flight took from
+the cache. Consecutive cache hits share one hold; misses take no lock.
 
-Before a step computes in this process, the run record's queued lines are written: a step
-that kills the process (SIGKILL, the OOM killer, a crash in native code) leaves every line
-logged before it started, which is what ``qflow sync`` replays into a deferred tracker.
+Before a step computes, the run record's queued lines are written, and the record saying
+the run is running: a step that kills the process (SIGKILL, the OOM killer, a crash in
+native code) leaves every line logged before it started, which is what ``qflow sync``
+replays into a deferred tracker. A run that never computes (fully cached) writes its record
+once, when it ends.
 """
 
 from __future__ import annotations
@@ -285,8 +287,9 @@ class Driver:
         self.observer.node_started(run=self.run_state, node=record)
         after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying]
         task = self.task(node)
-        if self.runner.in_process:  # the step's code may kill this process (SIGKILL, OOM):
-            flush_lines()  # what the run logged before it starts is in the files by then
+        # what the run logged before the step starts is in the files by then (its code may
+        # kill this process: SIGKILL, OOM), and so is the record saying the run is running
+        flush_lines()
         handle = self.runner.submit(task, after)
         if self.runner.in_process:
             self._finish(node, handle)
@@ -351,19 +354,16 @@ class Driver:
 
     def _schedule(self) -> None:
         waiting = list(self.graph.nodes.values())
-        try:
-            while waiting or self._flying:
-                still = []
-                for node in waiting:
-                    if all(self._known(u) for u in self._upstream[node.id]):
-                        self._visit(node)
-                    else:
-                        still.append(node)
-                waiting = still
-                if self._flying:
-                    self._collect()
-        finally:
-            self._unlock_store()
+        while waiting or self._flying:
+            still = []
+            for node in waiting:
+                if all(self._known(u) for u in self._upstream[node.id]):
+                    self._visit(node)
+                else:
+                    still.append(node)
+            waiting = still
+            if self._flying:
+                self._collect()
 
     def _collect(self) -> None:
         """Wait for tasks in flight and take in their results."""
@@ -414,7 +414,10 @@ class Driver:
             run.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self._close(run)
+            try:
+                self._close(run)
+            finally:  # a run that ends holding it has written its record naming the keys
+                self._unlock_store()
         return run
 
     def _close(self, run: RunState) -> None:

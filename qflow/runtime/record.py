@@ -1,7 +1,10 @@
 """Run records: ``<data>/runs/<run_id>/`` keeps what a run was and did, for later commands.
 
 ``record.json`` is written when the run starts (status ``running``) and replaced atomically
-when it ends (for a notebook session, also after each step cell). The one a run ends with is
+when it ends (for a notebook session, also after each step cell). The first one is written
+when first needed (:class:`~qflow.runtime.background.Deferred`): before a step computes or
+the store's lock is let go, else within 0.1 s; a run that ends sooner, fully cached, writes
+only the last. The one a run ends with is
 then made durable on a background thread (``qflow.runtime.background``, done before the
 process exits); the first is not synced, since a run still ``running`` whose process is gone
 reads as ``crashed`` anyway. ``events.jsonl`` logs every event (``qflow.runtime.stream``),
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from qflow.errors import ConfigError
-from qflow.runtime.background import sync_soon
+from qflow.runtime.background import Deferred, sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
 from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
@@ -44,6 +47,7 @@ class RunRecorder(Observer):
     def __init__(self, runs_dir: Path | str) -> None:
         self.runs_dir = Path(runs_dir)
         self._events: EventLog | None = None
+        self._start: Deferred | None = None  # the record the run starts with, until written
         self._graph = "null"  # the run's graph as JSON
         # node -> (its state, its entry as JSON) when it last finished: the event log's line
         # and the final record share one encoding while the node has not changed since
@@ -80,20 +84,26 @@ class RunRecorder(Observer):
             "nodes": {nid: node.to_dict() for nid, node in run.nodes.items()},
         }
 
-    def _write(self, run: RunState, *, sync: bool = True) -> None:
-        path = self.folder(run) / "record.json"
+    def _text(self, run: RunState) -> bytes:
         fields = self._fields(run)
         del fields["nodes"]  # encoded from the texts made already (see _nodes_json)
-        text = dumps(fields, graph=self._graph, nodes=self._nodes_json(run))
-        atomic_write_bytes(path, text.encode(), sync=False)
-        if sync:
-            sync_soon(path)
+        return dumps(fields, graph=self._graph, nodes=self._nodes_json(run)).encode()
+
+    def _write(self, run: RunState) -> None:
+        """Replace the record with ``run``'s state now, and make it durable soon."""
+        if self._start is not None:
+            self._start, start = None, self._start
+            start.cancel()  # superseded: never written after this one
+        path = self.folder(run) / "record.json"
+        atomic_write_bytes(path, self._text(run), sync=False)
+        sync_soon(path)
 
     def run_started(self, *, run: RunState, **_: Any) -> None:
         folder = self.folder(run)
         folder.mkdir(parents=True, exist_ok=True)
         self._graph = graph_json(run)
-        self._write(run, sync=False)
+        path, text = folder / "record.json", self._text(run)
+        self._start = Deferred(lambda: atomic_write_bytes(path, text, sync=False))
         self._events = EventLog(folder / "events.jsonl")
         self._events.run_started(run=run, graph=self._graph)
 

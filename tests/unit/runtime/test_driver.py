@@ -128,6 +128,30 @@ def test_an_index_of_the_older_layout_still_says_why(tmp_path):
     assert (index / "workflow-Flow.components.json").is_file()
 
 
+def test_a_fully_cached_rerun_writes_its_record_once(tmp_path, monkeypatch):
+    import qflow.runtime.record as record
+
+    written = []
+    real = record.atomic_write_bytes
+
+    def write(path, data, **kwargs):
+        written.append(json.loads(data)["status"])
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(record, "atomic_write_bytes", write)
+    run(Flow(), tmp_path)
+    assert written == ["running", "succeeded"]  # the first before Source computed
+    written.clear()
+    again = run(Flow(), tmp_path)
+    assert written == ["succeeded"] and RAN == []
+    record_file = tmp_path / ".qflow/runs" / again.run_id / "record.json"
+    assert json.loads(record_file.read_text())["status"] == "succeeded"
+    from qflow.runtime.background import finish
+
+    finish()  # the background thread has nothing left to write over it
+    assert written == ["succeeded"]
+
+
 def test_input_override(tmp_path):
     assert run(Flow(), tmp_path, inputs={"seed": 10}).result == 33.0
 

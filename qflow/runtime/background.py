@@ -118,11 +118,16 @@ class Deferred:
 
     def _flush_reporting(self) -> None:
         with self._lock:
+            if self._write is None:
+                return
+            try:
+                self._write()
+            except OSError:  # given up, as a record that cannot be synced
+                pass
+            except Exception:  # noqa: BLE001 - raced with what it writes changing (the
+                return  # background thread): the next flush_lines() writes it
             _QUEUED.pop(self, None)
-            write, self._write = self._write, None
-            if write is not None:
-                with contextlib.suppress(OSError):  # as a record that cannot be synced
-                    write()
+            self._write = None
 
     def cancel(self) -> None:
         """Drop the write if it has not been done (once a write has begun, wait for it)."""

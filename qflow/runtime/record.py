@@ -102,8 +102,8 @@ class RunRecorder(Observer):
         folder = self.folder(run)
         folder.mkdir(parents=True, exist_ok=True)
         self._graph = graph_json(run)
-        path, text = folder / "record.json", self._text(run)
-        self._start = Deferred(lambda: atomic_write_bytes(path, text, sync=False))
+        path = folder / "record.json"
+        self._start = Deferred(lambda: atomic_write_bytes(path, self._text(run), sync=False))
         self._events = EventLog(folder / "events.jsonl")
         self._events.run_started(run=run, graph=self._graph)
 

@@ -14,13 +14,14 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import shutil
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-HOST = socket.gethostname().replace("-", "_") or "host"
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 """This machine's name as it appears in the names of files a process owns (``<pid>-<host>-...``)."""
 
 

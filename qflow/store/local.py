@@ -291,17 +291,21 @@ class Store:
     def keys(self) -> Iterator[str]:
         """Every key stored, in no particular order; only committed objects are seen (never
         what is being written in ``tmp/``, nor ``scratch/`` and ``quarantine/``)."""
-        yield from self._packs.keys()
+        packed = self._packs.keys()
+        yield from packed
         try:
             shards = sorted(e.path for e in os.scandir(self._objects) if e.is_dir())
         except FileNotFoundError:
             return
+        packed = set(packed)  # a key stored both ways (a download, then a save) is listed once
         for shard in shards:
             try:
                 entries = list(os.scandir(shard))
             except FileNotFoundError:  # removed meanwhile
                 continue
             for entry in entries:
+                if entry.name in packed or entry.name[:-len(BLOB)] in packed:
+                    continue
                 if entry.name.endswith(BLOB):
                     yield entry.name[:-len(BLOB)]
                 elif entry.is_dir() and os.path.exists(os.path.join(entry.path, MANIFEST)):
@@ -330,8 +334,7 @@ class Store:
         self._verified.discard(key)
         self._stamp_later.pop(key, None)
         self._stamp_path(key).unlink(missing_ok=True)
-        if self._packs.withdraw(key):
-            return True
+        packed = self._packs.withdraw(key)  # and any copy stored the other ways
         try:
             self._blob(key).unlink()
             return True
@@ -341,7 +344,7 @@ class Store:
         try:
             os.rename(self.path(key), aside)
         except FileNotFoundError:
-            return False
+            return packed
         shutil.rmtree(aside, ignore_errors=True)
         return True
 

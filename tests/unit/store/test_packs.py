@@ -11,7 +11,7 @@ import pytest
 from qflow.errors import IntegrityError
 from qflow.store.local import Store
 from qflow.store.packs import Packs
-from tests.storefiles import span
+from tests.storefiles import record, span
 
 
 def key(i: int, fill: str = "5") -> str:
@@ -123,3 +123,13 @@ def test_gc_frees_the_space_of_the_packed_objects_it_removes(tmp_path):
     done = collect(Store(store_root), tmp_path / "runs", keep_runs=0)
     assert len(done.removed) == 10 and list(Store(store_root).keys()) == []
     assert list((store_root / "packs").glob("*.pack")) == []
+
+
+def test_a_key_stored_both_ways_is_listed_once_and_removed_whole(tmp_path):
+    store = Store(tmp_path)
+    store.save(key(1), [("value", None)], {})
+    loose = tmp_path / "objects" / key(1)[:2] / f"{key(1)}.blob"  # as a download leaves it
+    loose.parent.mkdir(parents=True)
+    loose.write_bytes(record(tmp_path, key(1)))
+    assert list(store.keys()) == [key(1)] and Store(tmp_path).load(key(1)) == "value"
+    assert store.remove(key(1)) and not store.has(key(1)) and not loose.exists()

@@ -278,10 +278,10 @@ class Store:
 
     def has(self, key: str) -> bool:
         """Whether ``key`` is stored; no data is read."""
+        if self._packs.find(key, fresh=not self._holding) is not None:
+            return True  # (the packs' index holds valid keys only)
         base = self._base(key)
-        return self._packs.find(key, fresh=not self._holding) is not None \
-            or os.path.exists(base + BLOB) \
-            or os.path.exists(f"{base}/{MANIFEST}")
+        return os.path.exists(base + BLOB) or os.path.exists(f"{base}/{MANIFEST}")
 
     def _writable(self, doing: str) -> None:
         if self.read_only:

@@ -133,3 +133,26 @@ def test_a_key_stored_both_ways_is_listed_once_and_removed_whole(tmp_path):
     loose.write_bytes(record(tmp_path, key(1)))
     assert list(store.keys()) == [key(1)] and Store(tmp_path).load(key(1)) == "value"
     assert store.remove(key(1)) and not store.has(key(1)) and not loose.exists()
+
+
+def test_no_index_line_is_lost_while_compaction_replaces_the_index(tmp_path):
+    write_in_another_process(tmp_path, 20)  # an ended writer: its pack is what gets compacted
+    gc = Store(tmp_path)
+    for i in range(10):
+        gc.remove(key(i))
+    writer = subprocess.Popen([sys.executable, "-c", """
+import sys
+from qflow.store.local import Store
+store = Store(sys.argv[1])
+for i in range(400):
+    store.save(f"{i:03x}" + "7" * 61, [(i, None)], {})
+store.flush()
+""", str(tmp_path)])
+    while writer.poll() is None:  # compact over and over while the writer appends
+        gc.compact()
+    assert writer.returncode == 0
+    gc.compact()
+    fresh = Store(tmp_path)
+    assert [fresh.load(f"{i:03x}" + "7" * 61) for i in range(400)] == list(range(400))
+    assert [fresh.load(key(i)) for i in range(10, 20)] == [list(range(i * 10)) for i in range(10, 20)]
+    assert len(list(fresh.keys())) == 410

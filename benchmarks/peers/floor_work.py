@@ -12,15 +12,14 @@ Usage: ``python floor_work.py WORKLOAD DIR N MB``; prints ``{"seconds": ...}`` l
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from sample import run
 
 
 def inc(x: int) -> int:
@@ -88,12 +87,5 @@ WORKLOADS = {"chain": chain, "steps_first": steps_first, "steps_rerun": steps_re
              "arrays_first": arrays_first, "arrays_rerun": arrays_rerun, "help": help_}
 
 
-def main() -> None:
-    name, folder, n, mb = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    start = time.perf_counter()
-    WORKLOADS[name](folder, n, mb)
-    print(json.dumps({"seconds": time.perf_counter() - start}))
-
-
 if __name__ == "__main__":
-    main()
+    run(WORKLOADS, warm_up=False)

@@ -8,14 +8,11 @@ call hashes its arguments to find its result; for the arrays the memory maps res
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from joblib import Memory
+from sample import run
 
 
 def inc(x: int, i: int) -> int:
@@ -51,15 +48,5 @@ WORKLOADS = {"steps_first": steps, "steps_rerun": steps, "arrays_first": arrays,
              "arrays_rerun": arrays}
 
 
-def main() -> None:
-    name, folder, n, mb = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    workload = WORKLOADS[name]
-    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-        workload(Path(scratch), 2, 1)
-    start = time.perf_counter()
-    workload(folder, n, mb)
-    print(json.dumps({"seconds": time.perf_counter() - start}))
-
-
 if __name__ == "__main__":
-    main()
+    run(WORKLOADS)

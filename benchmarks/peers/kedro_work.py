@@ -13,11 +13,7 @@ Kedro's own imports are loaded.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +21,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.pickle import PickleDataset
+from sample import run
 
 
 def inc(x: int) -> int:
@@ -68,16 +65,6 @@ WORKLOADS = {"chain": chain, "steps_first": steps, "steps_rerun": steps,
              "arrays_first": arrays, "arrays_rerun": arrays}
 
 
-def main() -> None:
-    name, folder, n, mb = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    logging.disable(logging.WARNING)
-    workload = WORKLOADS[name]
-    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-        workload(Path(scratch), 2, 1)
-    start = time.perf_counter()
-    workload(folder, n, mb)
-    print(json.dumps({"seconds": time.perf_counter() - start}))
-
-
 if __name__ == "__main__":
-    main()
+    logging.disable(logging.WARNING)
+    run(WORKLOADS)

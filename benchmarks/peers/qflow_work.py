@@ -15,14 +15,12 @@ sample nor outlives the folder.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from sample import run
 
 import qflow
 
@@ -125,19 +123,5 @@ COMMANDS = ("template_prepare", "template_mlflow", "template_file", "help")
 AFTER = {"template_mlflow": synced}  # untimed: what the timed work left running
 
 
-def main() -> None:
-    name, folder, n, mb = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    workload = WORKLOADS[name]
-    if name not in COMMANDS:
-        with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-            workload(Path(scratch), 2, 1)
-    start = time.perf_counter()
-    workload(folder, n, mb)
-    seconds = time.perf_counter() - start
-    if name in AFTER:
-        AFTER[name](folder, n, mb)
-    print(json.dumps({"seconds": seconds}))
-
-
 if __name__ == "__main__":
-    main()
+    run(WORKLOADS, warm_up=sys.argv[1] not in COMMANDS, after=AFTER)

@@ -37,6 +37,32 @@ def canonical(material: Any) -> str:
     return _CANONICAL(material)
 
 
+_HOLE = "\0"
+_HOLE_TEXT = _CANONICAL(_HOLE)
+_step_parts: dict[str, tuple[Any, list[str]]] = {}
+
+
+def components_text(material: dict[str, Any]) -> str:
+    """:func:`canonical` of a node's :func:`components`, the text its key hashes.
+
+    Only a step's ``settings`` and ``inputs`` differ from call to call of its class: the text
+    around them (sorted keys put them between ``factories`` and ``kind``, and between
+    ``scheme`` and ``step``) is encoded once per class and reused while it is unchanged.
+    """
+    if material.get("kind") != "step":
+        return _CANONICAL(material)
+    constant = (material["code"], material["factories"], material["version"],
+                material["python"], material["scheme"])
+    found = _step_parts.get(material["step"])
+    if found is None or found[0] != constant:
+        parts = _CANONICAL({**material, "inputs": _HOLE, "settings": _HOLE}).split(_HOLE_TEXT)
+        if len(parts) != 3:  # pragma: no cover - a hole in a name: encode it whole
+            return _CANONICAL(material)
+        found = _step_parts[material["step"]] = (constant, parts)
+    head, middle, tail = found[1]
+    return f"{head}{_CANONICAL(material['inputs'])}{middle}{_CANONICAL(material['settings'])}{tail}"
+
+
 def digest(material: Any, text: str | None = None) -> str:
     """SHA-256 of the canonical JSON of ``material`` (``text`` if already made)."""
     return hashlib.sha256((text or _CANONICAL(material)).encode()).hexdigest()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from qflow.graph.explain import explain
 from qflow.graph.graph import Graph, Node
-from qflow.graph.keys import canonical, components, digest
+from qflow.graph.keys import components, components_text, digest
 
 PlanStatus = Literal["input", "inline", "cached", "run", "undecided"]
 """What a run would do with a node: nothing (a plain ``input`` value, an ``inline`` provider
@@ -232,7 +232,7 @@ class Planner:
         if keyed:
             decision.components = comps = components(
                 node, self.keys, [f.ident if f else None for f in self.declared(node)], self.root)
-            decision.components_json = canonical(comps)
+            decision.components_json = components_text(comps)
             decision.key = self.keys[node.id] = digest(comps, decision.components_json)
         if self.inline(node):
             decision.status = "inline" if node.kind == "provider" else "input"

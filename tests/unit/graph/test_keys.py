@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qflow.graph.build import build
-from qflow.graph.keys import components, digest, value_digest
+from qflow.graph.keys import canonical, components, components_text, digest, value_digest
 
 BASE = '''
 import qflow
@@ -90,7 +90,10 @@ def keys_of(tmp_path: Path, name: str, source: str = BASE, helpers: str = HELPER
         graph = build(module.W(**params))
         keys: dict[str, str] = {}
         for node in graph.nodes.values():
-            keys[node.id] = digest(components(node, keys, [None] * len(node.outputs)))
+            made_of = components(node, keys, [None] * len(node.outputs))
+            text = components_text(made_of)  # as runs make it: each step class's text reused
+            assert text == canonical(made_of)
+            keys[node.id] = digest(made_of, text)
         return keys
     finally:
         sys.path.remove(str(folder))
@@ -147,6 +150,32 @@ def test_settings_and_inputs_change_their_node_and_everything_downstream(tmp_pat
 
 def test_same_code_same_keys(tmp_path, base):
     assert keys_of(tmp_path, "again") == base
+
+
+def test_a_steps_key_text_is_its_canonical_json_whatever_changes_between_calls():
+    import qflow
+    from qflow.graph.graph import Node
+    from qflow.dsl.proxy import Proxy
+
+    def step_class(version: str | None) -> type:
+        @qflow.step(version=version)
+        class Odd:
+            alpha: float = 1.0
+            tags: dict = {}
+
+            def apply(self, a: int, b: list) -> int:
+                return a
+
+        return Odd
+
+    keys = {"up": "a" * 64, "other": "b" * 64}
+    inputs = {"a": Proxy("up"), "b": [Proxy("other", 1), 3, "\0 text"]}
+    for version, factory, settings in [(None, None, {}), (None, None, {"alpha": 0.5}),
+                                       ("2", None, {"tags": {"z": [1], "a": None}}),
+                                       ("2", "json@1", {"alpha": float("inf")})]:
+        step = step_class(version)(**settings)
+        made_of = components(Node(id="Odd", kind="step", obj=step, inputs=inputs), keys, [factory])
+        assert components_text(made_of) == canonical(made_of)
 
 
 def test_keys_are_stable_across_processes_and_hash_seeds(tmp_path):

@@ -154,8 +154,8 @@ def test_same_code_same_keys(tmp_path, base):
 
 def test_a_steps_key_text_is_its_canonical_json_whatever_changes_between_calls():
     import qflow
-    from qflow.graph.graph import Node
     from qflow.dsl.proxy import Proxy
+    from qflow.graph.graph import Node
 
     def step_class(version: str | None) -> type:
         @qflow.step(version=version)

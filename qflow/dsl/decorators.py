@@ -176,10 +176,10 @@ class _TracedApply:
 
     def __call__(self, step: Any, *args: Any, **kwargs: Any) -> Any:
         tracer = ACTIVE_TRACER.get()
-        if tracer is not None and (
-            any(contains_proxy(a) for a in args) or any(contains_proxy(v) for v in kwargs.values())
-        ):
-            return tracer.call(step, args, kwargs)
+        if tracer is not None:
+            for value in (*args, *kwargs.values()) if kwargs else args:
+                if contains_proxy(value):
+                    return tracer.call(step, args, kwargs)
         return self.__qflow_original__(step, *args, **kwargs)
 
 

@@ -101,7 +101,7 @@ class _GraphTracer(Tracer):
 
     def call(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         cls = type(step)
-        for value in (*args, *kwargs.values()):
+        for value in (*args, *kwargs.values()) if kwargs else args:
             if isinstance(value, PendingGenerator):
                 raise GraphBuildError(
                     f"{_where()}: {value.step}.apply() yields runtime info, so its result must be "
@@ -115,22 +115,15 @@ class _GraphTracer(Tracer):
             raise GraphBuildError(f"{_where()}: {cls.__name__}.apply(): {exc}.") from None
         del inputs[next(iter(inputs))]  # the step itself
         generator, annotations, unpack = _outputs(original)
-        node = self.graph.add(
-            Node(
-                id=self._node_id(step),
-                kind="step",
-                obj=step,
-                inputs=inputs,
-                outputs=annotations,
-                labels=dict(labels_of(step)),
-                generator=generator,
-                unpack=unpack,
-                location=_where(),
-            )
-        )
-        proxies: Any = [Proxy(node.id, i, a) for i, a in enumerate(annotations)]
-        proxies = tuple(proxies) if unpack else proxies[0]
-        return PendingGenerator(node.id, proxies) if generator else proxies
+        node_id = self._node_id(step)
+        self.graph.add(Node(id=node_id, kind="step", obj=step, inputs=inputs, outputs=annotations,
+                            labels=dict(labels_of(step)), generator=generator, unpack=unpack,
+                            location=user_line()))
+        if unpack:
+            proxies: Any = tuple(Proxy(node_id, i, a) for i, a in enumerate(annotations))
+        else:
+            proxies = Proxy(node_id, 0, annotations[0])
+        return PendingGenerator(node_id, proxies) if generator else proxies
 
     def _node_id(self, step: Any) -> str:
         """The name ``qflow.name`` gave the call, checked to be free, or ``Class``/``Class_2``."""

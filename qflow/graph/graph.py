@@ -6,6 +6,7 @@ dependency order; no sorting is needed and no cycle can exist.
 
 from __future__ import annotations
 
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,9 +83,10 @@ class Node:
     unpack: bool = False
     location: str = ""
 
-    @property
+    @functools.cached_property
     def upstream(self) -> list[str]:
-        """Ids of the nodes this one reads from, without repeats, in argument order."""
+        """Ids of the nodes this one reads from, without repeats, in argument order (nodes
+        are not changed once built)."""
         return list(dict.fromkeys(p.node for p in proxies_in(self.inputs)))
 
     @property
@@ -147,16 +149,15 @@ class Graph:
 
 def _described(node: Node) -> dict[str, Any]:
     """One node of :meth:`Graph.to_dict`."""
-    inputs, upstream = [], {}
+    inputs = []
     for param, value in node.inputs.items():
         for p in (value,) if type(value) is Proxy else proxies_in(value):
             inputs.append({"from": p.node, "label": edge_label(p, param)})
-            upstream[p.node] = None
     return {
         "id": node.id,
         "kind": node.kind,
         "title": node.title,
-        "upstream": list(upstream),
+        "upstream": list(node.upstream),
         "inputs": inputs,
         "outputs": len(node.outputs),
         "labels": node.labels,

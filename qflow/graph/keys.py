@@ -51,7 +51,7 @@ def components_text(material: dict[str, Any]) -> str:
     """
     if material.get("kind") != "step":
         return _CANONICAL(material)
-    constant = (material["code"], material["factories"], material["version"],
+    constant = (material["code"], tuple(material["factories"]), material["version"],
                 material["python"], material["scheme"])
     found = _step_parts.get(material["step"])
     if found is None or found[0] != constant:

@@ -124,6 +124,7 @@ class Driver:
         self._holding = False
         self._found = False  # a key was found in the store while holding its lock
         self._upstream = {nid: node.upstream for nid, node in graph.nodes.items()}
+        self._cached = {nid for nid, node in graph.nodes.items() if self.planner.cacheable(node)}
         self._keyed = self._needing_keys()
         self._readers = self._count_readers()
 
@@ -163,7 +164,7 @@ class Driver:
         return self.planner.declared(node)
 
     def _cacheable(self, node: Node) -> bool:
-        return self.planner.cacheable(node)
+        return node.id in self._cached  # as the planner says
 
     def _promote(self, node: Node, metric: str, value: float) -> None:
         for label, name in node.labels.items():

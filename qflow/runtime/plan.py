@@ -145,8 +145,7 @@ class Planner:
         """Each node's last key, whether it failed and its metrics (``_key``, ``_failed``,
         ``_metrics``): a small document, read by every run."""
         self._components: dict[str, Any] | None = None  # read when a step must say why it runs
-        self._declared: dict[str, list[Any]] = {}
-        self._by_annotation: dict[Any, Any] = {}
+        self._declared: dict[tuple[Any, ...], tuple[list[Any], list[str | None]]] = {}
 
     @property
     def components_index(self) -> str:
@@ -194,21 +193,24 @@ class Planner:
 
     def declared(self, node: Node) -> list[Any]:
         """The factory each output's annotation asks for (``None``: chosen by the value)."""
+        return self._declared_by(node)[0]
+
+    def _declared_by(self, node: Node) -> tuple[list[Any], list[str | None]]:
+        """The factories :meth:`declared` names, and their identities (in keys)."""
         if node.kind == "input":
-            return [None]
-        found = self._declared.get(node.id)
-        if found is None:
-            found = self._declared[node.id] = [self._factory(a) for a in node.outputs]
+            return [None], [None]
+        try:  # the calls of a step class share their annotations
+            return self._declared[tuple(node.outputs)]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable annotation
+            return self._declare(node.outputs)
+        found = self._declared[tuple(node.outputs)] = self._declare(node.outputs)
         return found
 
-    def _factory(self, annotation: Any) -> Any:
-        try:
-            return self._by_annotation[annotation]
-        except KeyError:
-            found = self._by_annotation[annotation] = self.registry.for_annotation(annotation)
-            return found
-        except TypeError:  # an unhashable annotation
-            return self.registry.for_annotation(annotation)
+    def _declare(self, annotations: list[Any]) -> tuple[list[Any], list[str | None]]:
+        factories = [self.registry.for_annotation(a) for a in annotations]
+        return factories, [f.ident if f else None for f in factories]
 
     def cacheable(self, node: Node) -> bool:
         """Whether ``node``'s outputs are stored under its key (and looked up there)."""
@@ -231,7 +233,7 @@ class Planner:
         decision = NodePlan(id=node.id, kind=node.kind, status="run")
         if keyed:
             decision.components = comps = components(
-                node, self.keys, [f.ident if f else None for f in self.declared(node)], self.root)
+                node, self.keys, self._declared_by(node)[1], self.root)
             decision.components_json = components_text(comps)
             decision.key = self.keys[node.id] = digest(comps, decision.components_json)
         if self.inline(node):

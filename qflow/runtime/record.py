@@ -57,12 +57,8 @@ class RunRecorder(Observer):
         """The record folder of ``run``."""
         return self.runs_dir / run.run_id
 
-    def record(self, run: RunState) -> dict[str, Any]:
-        """The JSON document of ``run``."""
-        return {**self._fields(run), "graph": json.loads(self._graph)}
-
     def _fields(self, run: RunState) -> dict[str, Any]:
-        """The record's fields but its graph."""
+        """The record's fields but its graph and nodes."""
         counts = run.counts()
         return {
             "run_id": run.run_id,
@@ -81,13 +77,10 @@ class RunRecorder(Observer):
             "error": run.error,
             "failed_step": run.failed_step,
             "counts": counts,
-            "nodes": {nid: node.to_dict() for nid, node in run.nodes.items()},
         }
 
     def _text(self, run: RunState) -> bytes:
-        fields = self._fields(run)
-        del fields["nodes"]  # encoded from the texts made already (see _nodes_json)
-        return dumps(fields, graph=self._graph, nodes=self._nodes_json(run)).encode()
+        return dumps(self._fields(run), graph=self._graph, nodes=self._nodes_json(run)).encode()
 
     def _write(self, run: RunState) -> None:
         """Replace the record with ``run``'s state now, and make it durable soon."""

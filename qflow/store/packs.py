@@ -42,7 +42,8 @@ from qflow.store.atomic import HOST, atomic_write_bytes, file_lock, process_aliv
 PACK_MAX = 64 * 1024
 """Objects (manifest line and payload) of at most this many bytes are packed."""
 INDEX = "index"
-_LINE = re.compile(rb"([0-9a-f]{8,}) ([A-Za-z0-9_.-]+) ([0-9]+) ([0-9]+)")
+_LINE = re.compile(r"^\0*([0-9a-f]{8,}) ([A-Za-z0-9_.-]+) ([0-9]+) ([0-9]+)\0*$", re.MULTILINE)
+"""An index line (a power cut may leave zeros around it); any other line is skipped."""
 _WITHDRAWN = "-"
 
 Entry = tuple[str, int, int]
@@ -116,15 +117,11 @@ class Packs:
 
     def _apply(self, data: bytes) -> None:
         entries = self._entries
-        for line in data.split(b"\n"):
-            match = _LINE.fullmatch(line.strip(b"\0"))  # a power cut may leave zeros
-            if match is None:
-                continue
-            key, writer = match[1].decode(), match[2].decode()
+        for key, writer, offset, length in _LINE.findall(data.decode("latin-1")):
             if writer == _WITHDRAWN:
                 entries.pop(key, None)
             elif key not in entries:
-                entries[key] = (writer, int(match[3]), int(match[4]))
+                entries[key] = (writer, int(offset), int(length))
 
     def find(self, key: str, *, fresh: bool = False) -> Entry | None:
         """Where ``key`` is packed, or ``None``; ``fresh`` takes in the index's new lines

@@ -1,10 +1,16 @@
-"""JSON text from the standard library's C encoder, built once.
+"""JSON text: the standard library's C encoder built once, and a compact encoder for records.
 
 ``json.JSONEncoder.encode`` builds a new C encoder on every call, which costs about as much
-as encoding the small documents QFlow makes for every node of a run (a key's components, a
-node's entry in the run record and its event). :func:`encoder` builds it once. The text is
-what ``json.JSONEncoder(sort_keys=..., separators=..., default=repr).encode`` gives, without
-its check for circular references: QFlow encodes only documents it built, never cyclic.
+as encoding the small documents QFlow makes for every node of a run. :func:`encoder` builds
+it once. The text is what ``json.JSONEncoder(sort_keys=..., separators=..., default=repr)
+.encode`` gives, without its check for circular references: QFlow encodes only documents it
+built, never cyclic. Cache keys hash this text, so it must never change.
+
+:func:`compact` writes run records and events (a node's entry, a run's graph) with
+pydantic-core's encoder, about three times faster: no spaces, non-ASCII characters as UTF-8,
+``NaN`` and ``Infinity`` as the standard library writes them, paths, sets and dates as
+pydantic writes them, ``repr`` for anything else JSON cannot hold. Its text is only ever
+parsed, never hashed; readers split it into lines at ``\n`` only (a string may hold U+2028).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
+
+from pydantic_core import to_json
 
 
 def encoder(*, sort_keys: bool = False,
@@ -30,3 +38,8 @@ def encoder(*, sort_keys: bool = False,
         return "".join(chunks(value, 0))
 
     return encode
+
+
+def compact(value: Any) -> str:
+    """Compact JSON text of ``value`` for run records and events (see the module's docstring)."""
+    return to_json(value, fallback=repr, inf_nan_mode="constants").decode()

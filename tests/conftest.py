@@ -70,11 +70,11 @@ def finished_steps(folder: Path, logs: str = "*/events.jsonl") -> dict[str, dict
 
     found = {}
     for log in folder.glob(logs):
-        for line in log.read_text().splitlines():
-            if '"event": "node_finished"' in line:
-                with contextlib.suppress(ValueError):  # a line being written
-                    node = json.loads(line)["node"]
-                    found[node["id"]] = node
+        for line in log.read_bytes().split(b"\n"):
+            with contextlib.suppress(ValueError):  # a line being written
+                event = json.loads(line)
+                if event["event"] == "node_finished":
+                    found[event["node"]["id"]] = event["node"]
     return found
 
 

@@ -87,14 +87,20 @@ class Node:
     def upstream(self) -> list[str]:
         """Ids of the nodes this one reads from, without repeats, in argument order (nodes
         are not changed once built)."""
-        return list(dict.fromkeys(p.node for p in proxies_in(self.inputs)))
+        found: dict[str, None] = {}
+        for value in self.inputs.values():
+            if type(value) is Proxy:  # the common case, without recursing
+                found[value.node] = None
+            else:
+                found.update((p.node, None) for p in proxies_in(value))
+        return list(found)
 
     @property
     def title(self) -> str:
         """What the node is, for people: ``Fit(alpha=0.5)``, ``factory_load(...)``, ``input``."""
         if self.kind == "step":  # the fields, as iterating the model gives them, but faster
-            settings = ", ".join(f"{k}={v!r}" for k, v in vars(self.obj).items()
-                                 if not k.startswith("_"))
+            settings = ", ".join([f"{k}={v!r}" for k, v in vars(self.obj).items()
+                                  if not k.startswith("_")])
             return f"{type(self.obj).__name__}({settings})"
         if self.kind == "provider":
             return repr(self.obj)

@@ -141,14 +141,14 @@ class RunRecorder(Observer):
             if known is not None and known[0] == _state(node):
                 text = known[1]
             elif node == NodeRun(id=node.id, kind=node.kind):
-                text = f'{{"id": {_string(nid)}, "kind": {_string(node.kind)}{_PENDING}'
+                text = f'{{"id":{_string(nid)},"kind":{_string(node.kind)}{_PENDING}'
             else:
                 text = dumps(node_entry(node))
             if node.components is not None:
                 components = node.components_json or dumps(node.components)
-                text = f'{text[:-1]}, "components": {components}}}'
-            parts.append(f"{_string(nid)}: {text}")
-        return "{" + ", ".join(parts) + "}"
+                text = f'{text[:-1]},"components":{components}}}'
+            parts.append(f"{_string(nid)}:{text}")
+        return "{" + ",".join(parts) + "}"
 
 
 def _state(node: NodeRun) -> tuple[Any, ...]:
@@ -157,7 +157,7 @@ def _state(node: NodeRun) -> tuple[Any, ...]:
             node.error)
 
 
-_PENDING = dumps(node_entry(NodeRun(id="", kind="")))[len('{"id": "", "kind": ""'):]
+_PENDING = dumps(node_entry(NodeRun(id="", kind="")))[len('{"id":"","kind":""'):]
 """A pending node's entry after its id and kind."""
 
 
@@ -171,7 +171,7 @@ def effective_status(record: dict[str, Any]) -> str:
 
 def read_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
     """The record of ``run_id``."""
-    return json.loads((Path(runs_dir) / run_id / "record.json").read_text())
+    return json.loads((Path(runs_dir) / run_id / "record.json").read_bytes())
 
 
 def find_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
@@ -191,14 +191,14 @@ def find_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError:
         return []
     out = []
-    for line in text.splitlines():
+    for line in data.split(b"\n"):  # UTF-8 (not splitlines(): U+2028 may be in a line)
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written
+        except ValueError:  # a line being written
             continue
     return out
 
@@ -229,7 +229,7 @@ def list_records(runs_dir: Path | str, workflow: str | None = None) -> list[dict
         return out
     for entry in sorted(folder.iterdir(), reverse=True):
         try:
-            record = json.loads((entry / "record.json").read_text())
+            record = json.loads((entry / "record.json").read_bytes())
         except (OSError, json.JSONDecodeError):
             continue
         if workflow is None or record.get("workflow") == workflow:

@@ -4,13 +4,14 @@ The run recorder keeps ``<runs>/<run_id>/events.jsonl`` with :class:`EventLog`; 
 watch`` follows that file (:func:`follow`) and :class:`Replay` turns its lines back into
 observer calls on a rebuilt :class:`RunState`, so a run started elsewhere (a terminal, a Dask
 cluster) shows in the same views as a run of this process. The papermill launcher reads its
-kernel's step cells the same way. One line per event::
+kernel's step cells the same way. One line per event, in compact JSON
+(:func:`qflow.jsontext.compact`)::
 
-    {"event": "run_started", "t": 1764500000.1, "run": {"run_id": ..., "graph": {...}, ...}}
-    {"event": "node_started", "t": ..., "node": "Fit"}
-    {"event": "node_info", "t": ..., "node": "Fit", "info": {"type": "Metric", "fields": {...}}}
-    {"event": "node_finished", "t": ..., "node": {"id": "Fit", "status": "ran", ...}}
-    {"event": "run_finished", "t": ..., "run": {"status": "succeeded", ...}}
+    {"event":"run_started","t":1764500000.1,"run":{"run_id":...,"graph":{...},...}}
+    {"event":"node_started","t":...,"node":"Fit"}
+    {"event":"node_info","t":...,"node":"Fit","info":{"type":"Metric","fields":{...}}}
+    {"event":"node_finished","t":...,"node":{"id":"Fit","status":"ran",...}}
+    {"event":"run_finished","t":...,"run":{"status":"succeeded",...}}
 """
 
 from __future__ import annotations
@@ -23,28 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from qflow.graph.described import DescribedGraph
-from qflow.jsontext import encoder
+from qflow.jsontext import compact
 from qflow.runtime import info as runtime_info
 from qflow.runtime.background import LineFile
 from qflow.runtime.events import NodeRun, Observer, RunState
 
 PROGRESS_INTERVAL = 0.1  # seconds between two logged updates of one progress bar
-_ENCODER = encoder()
 
 
 def dumps(fields: dict[str, Any], **encoded: str) -> str:
     """The JSON object of ``fields`` (a ``repr`` for what JSON cannot hold), followed by the
     members ``encoded`` gives as JSON text already (a run's graph, encoded once per run)."""
-    text = _ENCODER(fields)
+    text = compact(fields)
     if not encoded:
         return text
-    members = ", ".join(f"{_ENCODER(name)}: {value}" for name, value in encoded.items())
-    return f"{text[:-1]}{', ' if fields else ''}{members}}}"
+    members = ",".join(f"{compact(name)}:{value}" for name, value in encoded.items())
+    return f"{text[:-1]}{',' if fields else ''}{members}}}"
 
 
 def graph_json(run: RunState) -> str:
     """``run``'s graph as JSON text (``null`` without one)."""
-    return _ENCODER(run.graph.to_dict()) if run.graph is not None else "null"
+    return compact(run.graph.to_dict()) if run.graph is not None else "null"
 
 
 def summary(value: Any) -> Any:
@@ -105,11 +105,11 @@ class EventLog(Observer):
         self._last: dict[tuple[str, str], float] = {}
 
     def _write(self, event: str, fields: dict[str, Any] | None = None, **encoded: str) -> None:
-        line = f'{{"event": "{event}", "t": {time.time()!r}'  # as dumps() would write them
+        line = f'{{"event":"{event}","t":{time.time()!r}'  # what every event starts with
         if fields:
-            line += f", {_ENCODER(fields)[1:-1]}"
+            line += f",{compact(fields)[1:-1]}"
         for name, value in encoded.items():
-            line += f', "{name}": {value}'
+            line += f',"{name}":{value}'
         self._lines.write(line + "}\n")
 
     def run_started(self, *, run: RunState, graph: str | None = None, **_: Any) -> None:
@@ -133,7 +133,7 @@ class EventLog(Observer):
 
     def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
                       **_: Any) -> None:
-        self._write("node_finished", node=entry or _ENCODER(node_entry(node)))
+        self._write("node_finished", node=entry or compact(node_entry(node)))
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         self._write("run_finished", {"run": {
@@ -170,7 +170,7 @@ def follow(path: Path | str, *, poll: float = 0.1, alive: Callable[[], bool] | N
                 grew = True
                 try:
                     event = json.loads(line)
-                except json.JSONDecodeError:
+                except ValueError:  # not JSON, or not UTF-8
                     continue
                 yield event
                 if event.get("event") == "run_finished":

@@ -96,7 +96,7 @@ class FileTracker(Tracker):
                 for name, value, step, stamp in event["metrics"]:
                     data.history.setdefault(name, []).append(MetricPoint(name, value, step, stamp))
             elif kind == "artifact" and event["name"] == "record.json":
-                data.record = json.loads((self.folder / run_id / "record.json").read_text())
+                data.record = json.loads((self.folder / run_id / "record.json").read_bytes())
             elif kind == "end":
                 data.status, data.end_time = event["status"], event["time"]
         if experiment_id and data.experiment_id != experiment_id:

@@ -368,7 +368,7 @@ class MlflowTracker(Tracker):
         with tempfile.TemporaryDirectory() as tmp, _no_progress_bars():
             try:
                 local = self.client.download_artifacts(mlrun.info.run_id, "record.json", tmp)
-                out.record = json.loads(Path(local).read_text())
+                out.record = json.loads(Path(local).read_bytes())
             except Exception:  # a run logged without QFlow's record
                 out.record = None
         return out

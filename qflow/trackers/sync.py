@@ -413,9 +413,9 @@ def _importable(marker: Marker) -> None:
 def _events(path: Path) -> list[dict[str, Any]]:
     """The complete events of a run's log (a torn last line is left out)."""
     out = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
-            if line.endswith("\n"):
+            if line.endswith(b"\n"):
                 try:
                     out.append(json.loads(line))
                 except ValueError:

@@ -162,7 +162,7 @@ class WandbTracker(Tracker):
                       if k != "_wandb"}
         out.status = summary.get("qflow_status", "RUNNING")
         record = folder / "files" / "record.json"
-        out.record = json.loads(record.read_text()) if record.is_file() else None
+        out.record = json.loads(record.read_bytes()) if record.is_file() else None
         return out
 
     def list_runs(self, workflow: str | None = None) -> list[RunData]:

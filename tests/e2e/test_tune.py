@@ -144,7 +144,7 @@ def test_an_interrupted_study_resumes_to_the_requested_total(tmp_path):
     runs = root / ".qflow/runs"
     deadline = time.time() + 120
     while time.time() < deadline:
-        done = [p for p in runs.glob("*/record.json") if '"status": "running"' not in p.read_text()]
+        done = [p for p in runs.glob("*/record.json") if '"status":"running"' not in p.read_text()]
         if len(done) >= 3:
             break
         time.sleep(0.1)

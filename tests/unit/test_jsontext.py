@@ -1,4 +1,5 @@
-"""The encoder built once gives the standard library's text, byte for byte (keys depend on it)."""
+"""The encoder built once gives the standard library's text, byte for byte (keys depend on it);
+the compact encoder of records and events gives text the standard library reads back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qflow.jsontext import encoder
+from qflow.jsontext import compact, encoder
 
 VALUES = [
     {"b": 1, "a": [1.5, None, True, "é\n\"x\""], "c": {"z": float("nan"), "y": float("inf")}},
@@ -22,3 +23,13 @@ def test_the_text_is_the_standard_encoders(sort_keys, separators):
     fast = encoder(sort_keys=sort_keys, separators=separators)
     for value in VALUES:
         assert fast(value) == standard.encode(value)
+
+
+def test_compact_text_reads_back_as_the_standard_encoder_would_have_written_it():
+    for value in VALUES[:-1]:
+        expected = json.loads(json.dumps(value, default=repr))
+        assert json.dumps(json.loads(compact(value))) == json.dumps(expected)  # NaN == NaN
+    assert json.loads(compact(VALUES[-1])) == {"path": "data/x.csv", "set": [1]}  # as pydantic
+    assert " " not in compact({"a": [1, {"b": None}]})
+    assert "\u2028" in compact("a\u2028b")  # raw: readers split lines on \n only
+    assert compact(object())[:9] == '"<object '

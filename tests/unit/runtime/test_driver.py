@@ -207,6 +207,35 @@ def test_failing_step_fails_the_run_keeps_finished_steps_and_resumes(tmp_path):
     assert RAN == ["Boom"]  # Source came from the cache
 
 
+def test_records_and_events_keep_any_text_and_nan_metrics(tmp_path):
+    from qflow.runtime.record import list_records, node_entries, read_record
+
+    message = "naïve \u2028 split\nline \u00e9\U0001f600"
+
+    @qflow.step
+    class Odd:
+        def apply(self, x: int) -> Generator[qflow.RuntimeInfo, None, int]:
+            yield qflow.Metric(name="loss", value=float("nan"))
+            raise ValueError(message)
+
+    @qflow.workflow
+    class W:
+        def run(self, x: int = 1) -> int:
+            return Odd().apply(x)
+
+    with pytest.raises(StepError) as err:
+        run(W(), tmp_path)
+    runs = tmp_path / ".qflow/runs"
+    record = read_record(runs, err.value.run_id)
+    assert message in record["nodes"]["Odd"]["error"] and message in record["error"]
+    [listed] = list_records(runs)
+    assert listed["run_id"] == err.value.run_id
+    entries = node_entries(runs, {"run_id": err.value.run_id})  # the event log's alone
+    assert message in entries["Odd"]["error"]
+    loss = entries["Odd"]["metrics"][0]["value"]
+    assert loss != loss  # NaN, written as the standard library writes it
+
+
 def test_wrong_number_of_outputs_is_a_step_error(tmp_path):
     @qflow.step
     class Pair:

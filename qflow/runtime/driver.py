@@ -98,6 +98,7 @@ class InProcess:
 
     def stop(self) -> None:  # noqa: D102
         self.memory.clear()
+        self._on_info = None  # the driver's method: a cycle that would keep the run alive
 
 
 class Driver:

@@ -207,6 +207,20 @@ def test_failing_step_fails_the_run_keeps_finished_steps_and_resumes(tmp_path):
     assert RAN == ["Boom"]  # Source came from the cache
 
 
+def test_a_finished_run_is_freed_at_once_not_left_to_the_garbage_collector(tmp_path):
+    import gc
+    import weakref
+
+    gc.disable()  # a collection in between would hide a cycle
+    try:
+        state = run(Flow(), tmp_path)
+        step = weakref.ref(state.graph.nodes["Source"].obj)
+        del state
+        assert step() is None
+    finally:
+        gc.enable()
+
+
 def test_records_and_events_keep_any_text_and_nan_metrics(tmp_path):
     from qflow.runtime.record import list_records, node_entries, read_record
 

@@ -109,7 +109,8 @@ class Paths:
     @classmethod
     def discover(cls, start: Path | str | None = None) -> Paths:
         """The project around ``start``, else ``start`` itself (embedded defaults in ``./.qflow``)."""
-        return cls(find_project_root(start) or Path(start or Path.cwd()).resolve())
+        here = os.path.realpath(start or os.getcwd())
+        return cls(find_project_root(here) or Path(here))
 
     @classmethod
     def from_settings(cls, root: Path, settings: PathsSettings) -> Paths:

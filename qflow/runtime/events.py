@@ -136,7 +136,7 @@ class Observers(Observer):
         self.observers = observers
         self.errors: list[BaseException] = []
 
-    def _call(self, hook: str, **kwargs: Any) -> None:
+    def _call(self, hook: str, kwargs: dict[str, Any]) -> None:
         for obs in self.observers:
             try:
                 getattr(obs, hook)(**kwargs)
@@ -148,19 +148,19 @@ class Observers(Observer):
                               stacklevel=2)
 
     def run_started(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("run_started", **kwargs)
+        self._call("run_started", kwargs)
 
     def graph_changed(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("graph_changed", **kwargs)
+        self._call("graph_changed", kwargs)
 
     def node_started(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("node_started", **kwargs)
+        self._call("node_started", kwargs)
 
     def node_info(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("node_info", **kwargs)
+        self._call("node_info", kwargs)
 
     def node_finished(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("node_finished", **kwargs)
+        self._call("node_finished", kwargs)
 
     def run_finished(self, **kwargs: Any) -> None:  # noqa: D102
-        self._call("run_finished", **kwargs)
+        self._call("run_finished", kwargs)

@@ -50,8 +50,16 @@ def _type_name(annotation: Any) -> str:
 def edge_label(proxy: Proxy, param: str) -> str:
     """What travels along an edge, for people: ``[0] model: LinearRegression`` (the output's
     index when the source has several, the parameter it feeds, the output's type)."""
-    source = f"[{proxy.index}]" if proxy.index else ""
-    kind = _type_name(proxy.annotation)
+    try:
+        return _edge_label(proxy.index, proxy.annotation, param)
+    except TypeError:  # an unhashable annotation
+        return _edge_label.__wrapped__(proxy.index, proxy.annotation, param)
+
+
+@functools.lru_cache(maxsize=4096)
+def _edge_label(index: int, annotation: Any, param: str) -> str:
+    source = f"[{index}]" if index else ""
+    kind = _type_name(annotation)
     text = f"{source} {param}".strip()
     return f"{text}: {kind}" if kind and text else (text or kind)
 

@@ -14,6 +14,7 @@ changing how anything is digested changes it, and keys of another scheme are nev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -150,6 +151,11 @@ def _settings(step: StepBase) -> Any:
         return {k: value_digest(v) for k, v in step}
 
 
+@functools.lru_cache(maxsize=4096)
+def _step_name(cls: type) -> str:
+    return qualified(cls)
+
+
 def components(node: Node, keys: dict[str, str], factories: list[str | None],
                root: Path | None = None) -> dict[str, Any]:
     """What ``node``'s key is made of.
@@ -183,7 +189,7 @@ def components(node: Node, keys: dict[str, str], factories: list[str | None],
     return {
         "scheme": SCHEME,
         "kind": "step",
-        "step": qualified(cls),
+        "step": _step_name(cls),
         "code": code_fingerprint(cls),
         "version": cls.__qflow_version__,
         "settings": _settings(step),

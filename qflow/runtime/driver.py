@@ -137,10 +137,10 @@ class Driver:
         if not self.runner.in_process:
             return set(self.graph.nodes)
         keyed: set[str] = set()
-        for node in reversed(self.graph.nodes.values()):  # readers before what they read
-            if node.id in keyed or self._cacheable(node):
-                keyed.add(node.id)
-                keyed.update(self._upstream[node.id])
+        for nid in reversed(self.graph.nodes):  # readers before what they read
+            if nid in keyed or nid in self._cached:
+                keyed.add(nid)
+                keyed.update(self._upstream[nid])
         return keyed
 
     def _count_readers(self) -> dict[str, int]:
@@ -153,10 +153,10 @@ class Driver:
         readers = dict.fromkeys(self.graph.nodes, 0)
         kept = {p.node for p in proxies_in(self.graph.result)}
         for nid, upstream in self._upstream.items():
-            cached = self._cacheable(self.graph.nodes[nid])
+            cached = nid in self._cached
             for up in upstream:
                 readers[up] += 1
-                if cached and not self._cacheable(self.graph.nodes[up]):
+                if cached and up not in self._cached:
                     kept.add(up)
         return {nid: n for nid, n in readers.items() if nid not in kept}
 
@@ -359,7 +359,7 @@ class Driver:
         while waiting or self._flying:
             still = []
             for node in waiting:
-                if all(self._known(u) for u in self._upstream[node.id]):
+                if all(u in self._settled or self._known(u) for u in self._upstream[node.id]):
                     self._visit(node)
                 else:
                     still.append(node)

@@ -93,8 +93,13 @@ class Row:
 
 
 def sample(script: str, workload: str, folder: Path, n: int, mb: int) -> float:
-    """Run ``workload`` of ``<script>_work.py`` in a fresh process; its own timing in seconds."""
+    """Run ``workload`` of ``<script>_work.py`` in a fresh process; its own timing in seconds.
+
+    What earlier samples left unwritten (a peer that does not sync its files) is written out
+    first, untimed, so that no sample pays for the one before it.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    os.sync()
     done = subprocess.run(
         [sys.executable, str(HERE / f"{script}_work.py"), workload, str(folder), str(n), str(mb)],
         cwd=folder, capture_output=True, text=True, env={**os.environ, **QUIET}, timeout=900)

@@ -113,7 +113,8 @@ def sample(script: str, workload: str, folder: Path, n: int, mb: int) -> float:
 
 
 def measure(workload: Workload, columns: list[str], base: Path, repeat: int, quick: bool) -> Row:
-    """Median of ``repeat`` samples for every column; samples of the columns interleaved."""
+    """Median of ``repeat`` samples for every column; samples of the columns interleaved, in
+    an order that rotates from round to round (no column always follows the same one)."""
     n, mb = workload.quick if quick else workload.size
     row = Row(workload, n, mb)
     jobs = {column: (column, workload.name) if column != "floor" else workload.floor_job()
@@ -131,7 +132,11 @@ def measure(workload: Workload, columns: list[str], base: Path, repeat: int, qui
                         row.errors[column] = str(exc)
     times: dict[str, list[float]] = {c: [] for c in columns if c not in row.errors}
     for round_ in range(repeat):
-        for column in list(times):
+        order = list(times)
+        if not order:
+            break
+        shift = round_ % len(order)
+        for column in order[shift:] + order[:shift]:
             script, name = jobs[column]
             shared = prepared.get((script, workload.prepare or ""))
             folder = shared or base / f"{workload.name}-{column}-{round_}"

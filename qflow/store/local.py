@@ -65,7 +65,7 @@ from qflow.artifacts.checksum import (
 )
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.jsontext import encoder
+from qflow.jsontext import compact, encoder
 from qflow.store.atomic import (
     HOST,
     atomic_write_bytes,
@@ -673,7 +673,7 @@ class Store:
         """
         self._writable("write to")
         path = self.root / "index" / f"{name}.json"
-        encoded = json.dumps(data).encode()
+        encoded = compact(data).encode()
         try:
             if path.read_bytes() == encoded:
                 return

@@ -71,6 +71,7 @@ class Packs:
         self.writer = ""
         self._pack_fd: int | None = None
         self._index_fd: int | None = None
+        self._index_ino = -1  # of the index file _index_fd has open
         self._lock_fd: int | None = None
 
     def close(self) -> None:
@@ -80,6 +81,7 @@ class Packs:
                 if fd is not None:
                     os.close(fd)
         self._pack_fd = self._index_fd = self._lock_fd = None
+        self._index_ino = -1
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -189,18 +191,17 @@ class Packs:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         with _flocked(self._lock_fd):
-            inode = -1 if self._index_fd is None else os.fstat(self._index_fd).st_ino
-            if self._index_fd is not None and inode != _inode(self._index_path):
+            if self._index_fd is not None and self._index_ino != _inode(self._index_path):
                 os.close(self._index_fd)  # replaced by compaction: append to the new one
                 self._index_fd = None
             if self._index_fd is None:
                 self._index_fd = os.open(self._index_path,
                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                inode = os.fstat(self._index_fd).st_ino
+                self._index_ino = os.fstat(self._index_fd).st_ino
             data = line.encode()
             _write_all(self._index_fd, data)
             end = os.lseek(self._index_fd, 0, os.SEEK_CUR)
-        if end - len(data) == self._offset and self._inode == inode:
+        if end - len(data) == self._offset and self._inode == self._index_ino:
             self._offset = end  # nobody appended since the last read: nothing new to read
 
     def files(self) -> list[Path]:

@@ -32,6 +32,7 @@ from qflow.artifacts.builtin import PickleFactory
 from qflow.artifacts.composite import KINDS
 from qflow.config.paths import StoreLocation
 from qflow.errors import ConfigError, IntegrityError, QFlowError, StoreError
+from qflow.jsontext import compact
 from qflow.store.local import BLOB, MANIFEST, Store, check_run_id
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ class RemoteStore:
     def write_index(self, name: str, data: dict[str, Any]) -> None:
         """Replace the index document ``name`` (one PUT: readers see the old or the new one)."""
         with self._remote("write to"):
-            self.fs.pipe_file(self._index(name), json.dumps(data).encode())
+            self.fs.pipe_file(self._index(name), compact(data).encode())
 
     def flush(self) -> None:
         """Uploaded objects are durable once stored; this syncs the local cache."""

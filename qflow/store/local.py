@@ -65,7 +65,7 @@ from qflow.artifacts.checksum import (
 )
 from qflow.artifacts.registry import FactoryRegistry, default_registry
 from qflow.errors import FactoryError, IntegrityError, StoreError
-from qflow.jsontext import compact, encoder
+from qflow.jsontext import compact
 from qflow.store.atomic import (
     HOST,
     atomic_write_bytes,
@@ -84,7 +84,6 @@ FORMAT = 1
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _KEY = re.compile(r"[0-9a-f]{8,}")
 
-_encode = encoder()
 
 Stats = dict[str, Stat]
 """The :data:`~qflow.artifacts.checksum.Stat` of an object's files, by relative path."""
@@ -498,7 +497,7 @@ class Store:
         manifest = {"format": FORMAT, "key": key, "outputs": [factory.spec()],
                     "hash": ALGORITHM, "files": {BLOB: [len(data), digest(data)]},
                     "created": time.time(), **meta}
-        return manifest, _encode(manifest).encode() + b"\n" + data
+        return manifest, compact(manifest).encode() + b"\n" + data
 
     def _write_folder(self, tmp: Path, key: str, chosen: list[Any], outputs: list[tuple[Any, Any]],
                       meta: dict[str, Any]) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def test_index_documents(tmp_path):
 def test_an_artifact_of_an_older_factory_format_is_recomputed_not_fatal(tmp_path):
     store = Store(tmp_path)
     store.save(KEY, [([1, 2], None)], {})
-    overwrite(tmp_path, KEY, record(tmp_path, KEY).replace(b'"version": 1', b'"version": 0', 1))
+    overwrite(tmp_path, KEY, record(tmp_path, KEY).replace(b'"version":1', b'"version":0', 1))
     with pytest.raises(IntegrityError, match="cannot be read any more"):
         Store(tmp_path).load(KEY)
     assert not store.has(KEY)

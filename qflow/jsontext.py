@@ -7,10 +7,11 @@ it once. The text is what ``json.JSONEncoder(sort_keys=..., separators=..., defa
 built, never cyclic. Cache keys hash this text, so it must never change.
 
 :func:`compact` writes run records, events, the store's indexes and the manifests of packed
-records with pydantic-core's encoder, about three times faster: no spaces, non-ASCII characters as UTF-8,
-``NaN`` and ``Infinity`` as the standard library writes them, paths, sets and dates as
-pydantic writes them, ``repr`` for anything else JSON cannot hold. Its text is only ever
-parsed, never hashed; readers split it into lines at ``\n`` only (a string may hold U+2028).
+records with pydantic-core's encoder, about three times faster: no spaces, non-ASCII
+characters as UTF-8, ``NaN`` and ``Infinity`` as the standard library writes them, paths,
+sets and dates as pydantic writes them, ``repr`` for anything else JSON cannot hold. Its
+text is only ever parsed, never hashed; readers split it into lines at ``\n`` only (a
+string may hold U+2028).
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def components_text(material: dict[str, Any]) -> str:
             return _CANONICAL(material)
         found = _step_parts[material["step"]] = (constant, parts)
     head, middle, tail = found[1]
-    return f"{head}{_CANONICAL(material['inputs'])}{middle}{_CANONICAL(material['settings'])}{tail}"
+    inputs, settings = _CANONICAL(material["inputs"]), _CANONICAL(material["settings"])
+    return f"{head}{inputs}{middle}{settings}{tail}"
 
 
 def digest(material: Any, text: str | None = None) -> str:

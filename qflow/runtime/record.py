@@ -180,7 +180,7 @@ def find_record(runs_dir: Path | str, run_id: str) -> dict[str, Any]:
     try:
         if run_id and "/" not in run_id and "\\" not in run_id and run_id not in (".", ".."):
             return read_record(folder, run_id)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, or not JSON (nor UTF-8)
         pass
     newest = [r["run_id"] for r in list_records(folder)[:3]]
     known = f" (newest: {', '.join(newest)})" if newest else " (it holds no runs)"
@@ -230,7 +230,7 @@ def list_records(runs_dir: Path | str, workflow: str | None = None) -> list[dict
     for entry in sorted(folder.iterdir(), reverse=True):
         try:
             record = json.loads((entry / "record.json").read_bytes())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # missing, or not JSON (nor UTF-8)
             continue
         if workflow is None or record.get("workflow") == workflow:
             out.append(record)

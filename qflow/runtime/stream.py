@@ -90,6 +90,12 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
     return entry
 
 
+def _line(event: str, members: str) -> str:
+    """The JSON line of ``event``: its name, the time now, then ``members`` (JSON text, each
+    after a comma)."""
+    return f'{{"event":"{event}","t":{time.time()!r}{members}}}\n'
+
+
 class EventLog(Observer):
     """Appends a run's events to a JSON-lines file; each line is in the file within
     :data:`~qflow.runtime.background.FLUSH_INTERVAL` seconds
@@ -106,12 +112,10 @@ class EventLog(Observer):
         self._last: dict[tuple[str, str], float] = {}
 
     def _write(self, event: str, fields: dict[str, Any] | None = None, **encoded: str) -> None:
-        line = f'{{"event":"{event}","t":{time.time()!r}'  # what every event starts with
-        if fields:
-            line += f",{compact(fields)[1:-1]}"
+        members = f",{compact(fields)[1:-1]}" if fields else ""
         for name, value in encoded.items():
-            line += f',"{name}":{value}'
-        self._lines.write(line + "}\n")
+            members += f',"{name}":{value}'
+        self._lines.write(_line(event, members))
 
     def run_started(self, *, run: RunState, graph: str | None = None, **_: Any) -> None:
         self._write("run_started", run=run_header(run, graph))
@@ -121,9 +125,7 @@ class EventLog(Observer):
                     graph=graph if graph is not None else graph_json(run))
 
     def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        # a line per step: what _write() would make, in one f-string
-        node_id = _string(node.id)
-        self._lines.write(f'{{"event":"node_started","t":{time.time()!r},"node":{node_id}}}\n')
+        self._lines.write(_line("node_started", f',"node":{_string(node.id)}'))  # per step: not via _write
 
     def node_info(self, *, run: RunState, node: NodeRun, info: runtime_info.RuntimeInfo,
                   **_: Any) -> None:
@@ -136,8 +138,8 @@ class EventLog(Observer):
 
     def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
                       **_: Any) -> None:
-        entry = entry or compact(node_entry(node))  # as node_started()
-        self._lines.write(f'{{"event":"node_finished","t":{time.time()!r},"node":{entry}}}\n')
+        entry = entry or compact(node_entry(node))
+        self._lines.write(_line("node_finished", f',"node":{entry}'))  # per step: not via _write
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         self._write("run_finished", {"run": {

@@ -92,7 +92,7 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
 
 def _line(event: str, members: str) -> str:
     """The JSON line of ``event``: its name, the time now, then ``members`` (JSON text, each
-    after a comma)."""
+    after a comma). The per-step events call it directly, without ``_write``'s loop."""
     return f'{{"event":"{event}","t":{time.time()!r}{members}}}\n'
 
 
@@ -125,7 +125,7 @@ class EventLog(Observer):
                     graph=graph if graph is not None else graph_json(run))
 
     def node_started(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        self._lines.write(_line("node_started", f',"node":{_string(node.id)}'))  # per step: not via _write
+        self._lines.write(_line("node_started", f',"node":{_string(node.id)}'))
 
     def node_info(self, *, run: RunState, node: NodeRun, info: runtime_info.RuntimeInfo,
                   **_: Any) -> None:
@@ -139,7 +139,7 @@ class EventLog(Observer):
     def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
                       **_: Any) -> None:
         entry = entry or compact(node_entry(node))
-        self._lines.write(_line("node_finished", f',"node":{entry}'))  # per step: not via _write
+        self._lines.write(_line("node_finished", f',"node":{entry}'))
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:
         self._write("run_finished", {"run": {

@@ -24,21 +24,27 @@ from typing import Any
 from pydantic_core import to_json
 
 
-def encoder(*, sort_keys: bool = False,
-            separators: tuple[str, str] = (", ", ": ")) -> Callable[[Any], str]:
-    """A function from a JSON-able value to its JSON text (``repr`` for what JSON cannot
-    hold), keys sorted if ``sort_keys``, items and keys separated by ``separators``."""
+def encoder(*, sort_keys: bool = False, separators: tuple[str, str] = (", ", ": "),
+            default: Callable[[Any], Any] | None = repr) -> Callable[[Any], str]:
+    """A function from a JSON-able value to its JSON text, keys sorted if ``sort_keys``,
+    items and keys separated by ``separators``; what JSON cannot hold becomes ``default``'s
+    answer (``repr`` unless told), or raises ``TypeError`` as ``json.dumps`` does (``None``)."""
+    default = default or _refuse
     if c_make_encoder is None:  # pragma: no cover - a Python without the C accelerator
         return json.JSONEncoder(sort_keys=sort_keys, separators=separators,
-                                default=repr).encode
+                                default=default).encode
     item, key = separators
-    chunks = c_make_encoder(None, repr, encode_basestring_ascii, None, key, item, sort_keys,
+    chunks = c_make_encoder(None, default, encode_basestring_ascii, None, key, item, sort_keys,
                             False, True)
 
     def encode(value: Any) -> str:
         return "".join(chunks(value, 0))
 
     return encode
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def compact(value: Any) -> str:

@@ -12,8 +12,10 @@ from pydantic import BaseModel
 
 from qflow.artifacts.base import BlobFactory, Factory
 from qflow.errors import FactoryError
+from qflow.jsontext import encoder
 
 _SCALARS = (bool, int, float, str, type(None))
+_json = encoder(default=None)  # json.dumps's text, its C encoder built once
 
 
 def is_json(obj: Any, depth: int = 0) -> bool:
@@ -40,7 +42,7 @@ class JsonFactory(BlobFactory):
         return is_json(obj)
 
     def dumps(self, obj: Any) -> bytes:
-        return json.dumps(obj).encode()
+        return _json(obj).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)

@@ -115,6 +115,7 @@ class Driver:
         self.location = location
         self.root = root
         self.cache = cache
+        self._root_text = str(root) if root is not None else None
         self.planner = Planner(graph, store, root=root, cache=cache)
         self.keys = self.planner.keys
         self._planned: dict[str, str] = {}  # node -> key from its components
@@ -277,7 +278,7 @@ class Driver:
             unpack=node.unpack, generator=node.generator, factories=self.declared(node),
             key=self._planned.get(node.id),
             cache=self._cacheable(node), store=self.location,
-            root=str(self.root) if self.root is not None else None, location=node.location,
+            root=self._root_text, location=node.location,
             release=[(u, i) for u in self._upstream[node.id] if self._readers.get(u) == 1
                      for i in range(len(self.graph.nodes[u].outputs))])
 

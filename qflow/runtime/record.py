@@ -140,7 +140,7 @@ class RunRecorder(Observer):
             known = self._entries.get(nid)
             if known is not None and known[0] == _state(node):
                 text = known[1]
-            elif node == NodeRun(id=node.id, kind=node.kind):
+            elif _state(node) == _PENDING_STATE:
                 text = f'{{"id":{_string(nid)},"kind":{_string(node.kind)}{_PENDING}'
             else:
                 text = dumps(node_entry(node))
@@ -157,6 +157,7 @@ def _state(node: NodeRun) -> tuple[Any, ...]:
             node.error)
 
 
+_PENDING_STATE = _state(NodeRun(id="", kind=""))
 _PENDING = dumps(node_entry(NodeRun(id="", kind="")))[len('{"id":"","kind":""'):]
 """A pending node's entry after its id and kind."""
 

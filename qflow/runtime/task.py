@@ -128,6 +128,8 @@ class DamagedInput(Exception):
 class Context:
     """Where a task reads and writes values: the store, its scratch area, and ``memory``."""
 
+    __slots__ = ("store", "run_id", "memory", "root", "_scratch")
+
     def __init__(self, store: Any, run_id: str, memory: MutableMapping[tuple[str, int], Any]
                  | None = None, root: Path | None = None) -> None:
         self.store = store
@@ -235,6 +237,17 @@ class _Failure(Exception):
         self.hint = hint
 
 
+def _ignore(info: RuntimeInfo) -> None:
+    pass
+
+
+def _ended(task: NodeTask, started: float, metrics: list[dict[str, Any]], status: TaskStatus,
+           **kwargs: Any) -> TaskResult:
+    """The result of ``task``, which did not compute (``kwargs`` say why)."""
+    return TaskResult(node=task.node, status=status, metrics=metrics,
+                      duration=time.perf_counter() - started, **kwargs)
+
+
 def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[str, int], Any]
              | None = None, emit: Emit | None = None) -> TaskResult:
     """Compute ``task``: load its inputs by key, call it, save its outputs by key.
@@ -256,23 +269,19 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
     context = Context(store, task.run_id, memory, _path(task.root))
     metrics: list[dict[str, Any]] = []
     started = time.perf_counter()
-
-    def result(status: TaskStatus, **kwargs: Any) -> TaskResult:
-        return TaskResult(node=task.node, status=status, metrics=metrics,
-                          duration=time.perf_counter() - started, **kwargs)
-
     try:
-        outputs = _split(task, _call(task, context, emit or (lambda info: None), metrics))
+        outputs = _split(task, _call(task, context, emit or _ignore, metrics))
     except DamagedInput as damaged:
-        return result("damaged", damaged=damaged.ref.node,
+        return _ended(task, started, metrics, "damaged", damaged=damaged.ref.node,
                       message=damaged.error.message.split(";")[0])
     except _Failure as failure:
-        return result("failed", message=failure.message, error=failure.message, hint=failure.hint)
+        return _ended(task, started, metrics, "failed", message=failure.message,
+                      error=failure.message, hint=failure.hint)
     except QFlowError as exc:  # e.g. an input the store may not load (trust_pickles)
-        return result("failed", message=exc.message, error=exc.message, hint=exc.hint,
-                      exception=exc)
+        return _ended(task, started, metrics, "failed", message=exc.message, error=exc.message,
+                      hint=exc.hint, exception=exc)
     except Exception as exc:
-        return result("failed", message=f"{type(exc).__name__}: {exc}",
+        return _ended(task, started, metrics, "failed", message=f"{type(exc).__name__}: {exc}",
                       error=user_traceback(exc), exception=exc)
     duration = time.perf_counter() - started
     if memory is not None:
@@ -293,7 +302,8 @@ def run_node(task: NodeTask, *, store: Any = None, memory: MutableMapping[tuple[
             target.save(key, list(zip(outputs, task.factories, strict=True)), meta)
         except QFlowError as exc:  # no factory for the value; disk full or file-size limit
             message = f"its output cannot be saved: {exc.message}"
-            return result("failed", message=message, error=message, hint=exc.hint)
+            return _ended(task, started, metrics, "failed", message=message, error=message,
+                          hint=exc.hint)
     if memory is not None:
         for i, value in enumerate(outputs):
             memory[(task.node, i)] = value

@@ -239,6 +239,7 @@ class Store:
         self._counter = itertools.count()
         self._packs = Packs(self.root)
         self._packed = False  # appended to the pack since the last flush
+        self._loose = False  # the folder of loose objects was seen
         self._holding = 0  # how many holds of the store's lock this store is in
         if read_only:
             return
@@ -280,6 +281,10 @@ class Store:
         if self._packs.find(key, fresh=not self._holding) is not None:
             return True  # (the packs' index holds valid keys only)
         base = self._base(key)
+        if not self._loose:  # no loose object yet: one look at their folder until there is
+            if not os.path.isdir(self._objects_str):
+                return False
+            self._loose = True  # (the folder is never removed)
         return os.path.exists(base + BLOB) or os.path.exists(f"{base}/{MANIFEST}")
 
     def _writable(self, doing: str) -> None:
@@ -400,12 +405,11 @@ class Store:
     def _pack(self, key: str, record: bytes) -> None:
         """Append the blob ``record`` of ``key`` to this store's pack, unless ``key`` is packed
         already (the first publisher wins)."""
-        if self._packs.find(key, fresh=True) is None:
-            try:
-                self._packs.append(key, record)
-            except OSError as exc:
-                raise write_error(exc, self.root) from exc
-            self._packed = True
+        try:
+            self._packs.append(key, record)
+        except OSError as exc:
+            raise write_error(exc, self.root) from exc
+        self._packed = True
         self._verified.add(key)
 
     def _choose(self, key: str, outputs: list[tuple[Any, Any]]) -> list[Any]:

@@ -23,9 +23,10 @@ not reach the disk reads as damaged and is recomputed, never trusted.
 Readers keep the index in memory and read only what was appended since (one ``stat`` when a
 key is not known). :meth:`Packs.compact` (``qflow cache gc``) rewrites the records that are
 still named, from the packs of writers that have ended, into one new pack, and replaces the
-index atomically; writers append to the index holding ``packs/lock`` shared, compaction
-holds it exclusively, so no line is lost. A reader that finds its index replaced, or a pack
-gone, reads the index again.
+index atomically; writers append records and index lines holding ``packs/lock`` shared
+(having taken in the index's new lines, so a key another writer named first is not written
+again), compaction holds it exclusively, so no line is lost. A reader that finds its index
+replaced, or a pack gone, reads the index again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 from pathlib import Path
 
 from qflow.store.atomic import HOST, atomic_write_bytes, file_lock, process_alive
@@ -51,9 +57,11 @@ Entry = tuple[str, int, int]
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:  # one write, unless a signal or a full disk cuts it short
-        view = view[os.write(fd, view):]
+    written = os.write(fd, data)
+    if written < len(data):  # a signal or a full disk cut it short
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 class Packs:
@@ -95,9 +103,11 @@ class Packs:
     def refresh(self) -> None:
         """Take in the index lines appended since the last look (all of them if the index
         was replaced)."""
-        try:
-            stat = os.stat(self._index_path)
-        except FileNotFoundError:
+        self._take_in(_stat(self._index_path))
+
+    def _take_in(self, stat: os.stat_result | None) -> None:
+        """Take in what the index whose ``stat`` this is holds beyond what was read."""
+        if stat is None:
             self._entries.clear()
             self._inode, self._offset = -1, 0
             return
@@ -162,45 +172,63 @@ class Packs:
 
     # -- writing ------------------------------------------------------------------------------
     def append(self, key: str, record: bytes) -> None:
-        """Append ``record`` for ``key`` to this writer's pack and name it in the index."""
+        """Append ``record`` for ``key`` to this writer's pack and name it in the index,
+        unless the index names ``key`` already (the first publisher wins). Both are written
+        holding the packs' lock shared, so compaction, which replaces the index, loses no
+        line; holding it, the index's new lines are taken in first."""
         if self._pid != os.getpid():  # the first append, or a forked process's
             self._pack_fd = self._index_fd = self._lock_fd = None
             self._pid = os.getpid()
             self.writer = f"{self._pid}-{HOST}-{uuid.uuid4().hex[:12]}"
-        if self._pack_fd is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._pack_fd = os.open(self.pack_path(self.writer),
-                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _write_all(self._pack_fd, record)  # a part may stay (a full disk): no line names it
-        offset = os.lseek(self._pack_fd, 0, os.SEEK_CUR) - len(record)
-        self._write_line(f"{key} {self.writer} {offset} {len(record)}\n")
-        self._entries.setdefault(key, (self.writer, offset, len(record)))
+        lock = self._locked()
+        try:
+            stat = _stat(self._index_path)
+            self._take_in(stat)
+            if key in self._entries:
+                return
+            if self._pack_fd is None:
+                self._pack_fd = os.open(self.pack_path(self.writer),
+                                        os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _write_all(self._pack_fd, record)  # a part may stay (a full disk): no line names it
+            offset = os.lseek(self._pack_fd, 0, os.SEEK_CUR) - len(record)
+            self._append_line(f"{key} {self.writer} {offset} {len(record)}\n", stat)
+            self._entries[key] = (self.writer, offset, len(record))
+        finally:
+            _flock(lock, release=True)
 
     def withdraw(self, key: str) -> bool:
         """Withdraw ``key`` (its record stays until compacted); ``False`` if not packed."""
         if self.find(key) is None:
             return False
-        self._write_line(f"{key} {_WITHDRAWN} 0 0\n")
+        lock = self._locked()
+        try:
+            self._append_line(f"{key} {_WITHDRAWN} 0 0\n", _stat(self._index_path))
+        finally:
+            _flock(lock, release=True)
         self._entries.pop(key, None)
         return True
 
-    def _write_line(self, line: str) -> None:
-        """Append ``line`` to the index, holding the packs' lock shared (so compaction, which
-        replaces the index, cannot lose it)."""
+    def _locked(self) -> int:
+        """Take the packs' lock shared (compaction takes it exclusively); its file."""
         if self._lock_fd is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        with _flocked(self._lock_fd):
-            if self._index_fd is not None and self._index_ino != _inode(self._index_path):
-                os.close(self._index_fd)  # replaced by compaction: append to the new one
-                self._index_fd = None
-            if self._index_fd is None:
-                self._index_fd = os.open(self._index_path,
-                                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                self._index_ino = os.fstat(self._index_fd).st_ino
-            data = line.encode()
-            _write_all(self._index_fd, data)
-            end = os.lseek(self._index_fd, 0, os.SEEK_CUR)
+        _flock(self._lock_fd)
+        return self._lock_fd
+
+    def _append_line(self, line: str, stat: os.stat_result | None) -> None:
+        """Append ``line`` to the index, whose ``stat`` was just taken holding the packs'
+        lock (a new index, written by compaction, is opened)."""
+        if self._index_fd is not None and self._index_ino != (stat.st_ino if stat else -1):
+            os.close(self._index_fd)  # replaced by compaction: append to the new one
+            self._index_fd = None
+        if self._index_fd is None:
+            self._index_fd = os.open(self._index_path,
+                                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._index_ino = os.fstat(self._index_fd).st_ino
+        data = line.encode()
+        _write_all(self._index_fd, data)
+        end = os.lseek(self._index_fd, 0, os.SEEK_CUR)
         if end - len(data) == self._offset and self._inode == self._index_ino:
             self._offset = end  # nobody appended since the last read: nothing new to read
 
@@ -259,26 +287,18 @@ class Packs:
                 yield path.stem, path.stat().st_size
 
 
-@contextlib.contextmanager
-def _flocked(fd: int) -> Iterator[None]:
-    """Hold the lock of the open file ``fd`` shared (nothing where ``fcntl`` is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+def _flock(fd: int, *, release: bool = False) -> None:
+    """Hold the lock of the open file ``fd`` shared, or let go of it (``release``); nothing
+    where ``fcntl`` is missing."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN if release else fcntl.LOCK_SH)
 
 
-def _inode(path: str) -> int:
+def _stat(path: str) -> os.stat_result | None:
     try:
-        return os.stat(path).st_ino
+        return os.stat(path)
     except FileNotFoundError:
-        return -1
+        return None
 
 
 def _running(writer: str) -> bool:

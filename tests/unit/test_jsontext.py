@@ -25,6 +25,15 @@ def test_the_text_is_the_standard_encoders(sort_keys, separators):
         assert fast(value) == standard.encode(value)
 
 
+def test_without_a_default_the_text_is_json_dumps_and_what_json_cannot_hold_raises():
+    """The json factory's blobs: ``json.dumps``'s text, and its error for a value it refuses."""
+    plain = encoder(default=None)
+    for value in VALUES[:-1]:
+        assert plain(value) == json.dumps(value)
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        plain({"set": {1}})
+
+
 def test_compact_text_reads_back_as_the_standard_encoder_would_have_written_it():
     for value in VALUES[:-1]:
         expected = json.loads(json.dumps(value, default=repr))

@@ -156,3 +156,24 @@ store.flush()
     assert [fresh.load(f"{i:03x}" + "7" * 61) for i in range(400)] == list(range(400))
     assert [fresh.load(key(i)) for i in range(10, 20)] == [list(range(i * 10)) for i in range(10, 20)]
     assert len(list(fresh.keys())) == 410
+
+
+def test_a_key_another_writer_packed_first_keeps_its_record_and_costs_no_second(tmp_path):
+    first, second = Store(tmp_path), Store(tmp_path)
+    first.save(key(1), [("first", None)], {})
+    second.save(key(1), [("second", None)], {})  # computed meanwhile: the first publisher wins
+    pack, _, _ = span(tmp_path, key(1))
+    assert [p.name for p in (tmp_path / "packs").glob("*.pack")] == [pack.name]
+    assert (tmp_path / "packs/index").read_text().count(key(1)) == 1
+    assert second.load(key(1)) == "first" and Store(tmp_path).load(key(1)) == "first"
+
+
+def test_a_loose_object_another_store_writes_later_is_found(tmp_path):
+    import numpy as np
+
+    reader, writer = Store(tmp_path), Store(tmp_path)
+    assert not reader.has(key(1))  # before the folder of loose objects exists
+    writer.save(key(1), [(np.zeros(20_000), None)], {})  # larger than a pack takes
+    assert (tmp_path / "objects").is_dir() and reader.has(key(1))
+    writer.save(key(2), [(np.ones(20_000), None)], {})
+    assert reader.has(key(2)) and not reader.has(key(3))

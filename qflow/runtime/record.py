@@ -27,7 +27,7 @@ from typing import Any
 from qflow.errors import ConfigError
 from qflow.runtime.background import Deferred, sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.stream import EventLog, dumps, graph_json, node_entry, summary
+from qflow.runtime.stream import EventLog, dumps, entry_json, graph_json, node_entry, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
 KERNEL_EVENTS = "kernel-events.jsonl"
@@ -114,7 +114,7 @@ class RunRecorder(Observer):
             self._events.node_info(**kwargs)
 
     def node_finished(self, *, run: RunState, node: NodeRun, **_: Any) -> None:
-        entry = dumps(node_entry(node))
+        entry = entry_json(node)
         self._entries[node.id] = (_state(node), entry)
         if self._events is not None:
             self._events.node_finished(run=run, node=node, entry=entry)
@@ -143,7 +143,7 @@ class RunRecorder(Observer):
             elif _state(node) == _PENDING_STATE:
                 text = f'{{"id":{_string(nid)},"kind":{_string(node.kind)}{_PENDING}'
             else:
-                text = dumps(node_entry(node))
+                text = entry_json(node)
             if node.components is not None:
                 components = node.components_json or dumps(node.components)
                 text = f'{text[:-1]},"components":{components}}}'

@@ -90,6 +90,20 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
     return entry
 
 
+def entry_json(node: NodeRun) -> str:
+    """:func:`node_entry` of ``node`` as compact JSON; a node without metrics nor error (every
+    step of most runs) is written here without building the dict."""
+    duration = node.duration
+    if node.metrics or node.error is not None or type(duration) is not float \
+            or duration - duration != 0.0:  # (not finite)
+        return compact(node_entry(node))
+    key = "null" if node.key is None else _string(node.key)
+    reasons = ",".join([_string(reason) for reason in node.reasons])
+    return (f'{{"id":{_string(node.id)},"kind":{_string(node.kind)},"status":'
+            f'{_string(node.status)},"key":{key},"duration":{duration!r},'
+            f'"reasons":[{reasons}],"metrics":[],"error":null}}')
+
+
 def _line(event: str, members: str) -> str:
     """The JSON line of ``event``: its name, the time now, then ``members`` (JSON text, each
     after a comma). The per-step events call it directly, without ``_write``'s loop."""
@@ -138,7 +152,7 @@ class EventLog(Observer):
 
     def node_finished(self, *, run: RunState, node: NodeRun, entry: str | None = None,
                       **_: Any) -> None:
-        entry = entry or compact(node_entry(node))
+        entry = entry or entry_json(node)
         self._lines.write(_line("node_finished", f',"node":{entry}'))
 
     def run_finished(self, *, run: RunState, **_: Any) -> None:

@@ -36,14 +36,14 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+
+from qflow.store.atomic import HOST, atomic_write_bytes, file_lock, process_alive
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-from pathlib import Path
-
-from qflow.store.atomic import HOST, atomic_write_bytes, file_lock, process_alive
 
 PACK_MAX = 64 * 1024
 """Objects (manifest line and payload) of at most this many bytes are packed."""

@@ -9,9 +9,9 @@ import time
 import qflow
 from qflow.config.paths import Paths
 from qflow.launchers.local import LocalLauncher
-from qflow.runtime.events import Observer, Observers
+from qflow.runtime.events import NodeRun, Observer, Observers
 from qflow.runtime.info import Metric, Progress
-from qflow.runtime.stream import EventLog, Replay, follow
+from qflow.runtime.stream import EventLog, Replay, entry_json, follow, node_entry
 from tests.unit.runtime.test_driver import Flow, run
 
 
@@ -97,3 +97,23 @@ def test_progress_updates_are_thinned_but_the_last_one_is_kept(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert 2 <= len(lines) < 20
     assert lines[-2]["info"]["fields"]["done"] == 1000 and lines[-1]["info"]["type"] == "Metric"
+
+
+def test_a_node_entry_reads_back_as_the_node_whatever_its_shape():
+    nodes = [
+        NodeRun(id="Fit", kind="step"),
+        NodeRun(id="Fit_2", kind="step", status="cached", key="ab" * 32, duration=0.0),
+        NodeRun(id='Lé "x"\u2028', kind="provider", status="ran", key=None, duration=1e-05,
+                reasons=["new step", 'é "quoted"\u2028\\'], components={"code": "c"}),
+        NodeRun(id="M", kind="step", status="ran", metrics=[{"name": "acc", "value": 0.5,
+                                                             "step": None}]),
+        NodeRun(id="E", kind="step", status="failed", error="Traceback\nValueError: é"),
+        NodeRun(id="I", kind="step", duration=3),  # an int, as a replayed record may give
+        NodeRun(id="N", kind="step", duration=float("nan")),
+    ]
+    for node in nodes:
+        text = entry_json(node)
+        assert "\n" not in text  # one line of the event log
+        back, expected = json.loads(text), node_entry(node)
+        assert list(back) == list(expected)
+        assert json.dumps(back) == json.dumps(expected)  # NaN as NaN

@@ -288,7 +288,8 @@ class Driver:
         record.status = "running"
         record.metrics = []
         self.observer.node_started(run=self.run_state, node=record)
-        after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying]
+        after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying] \
+            if self._flying else []
         task = self.task(node)
         # what the run logged before the step starts is in the files by then (its code may
         # kill this process: SIGKILL, OOM), and so is the record saying the run is running

@@ -236,17 +236,19 @@ class Planner:
                 node, self.keys, self._declared_by(node)[1], self.root)
             decision.components_json = components_text(comps)
             decision.key = self.keys[node.id] = digest(comps, decision.components_json)
+        cacheable = self.cacheable(node)
         if self.inline(node):
             decision.status = "inline" if node.kind == "provider" else "input"
-        elif self.cacheable(node) and keyed and self.store.has(decision.key):
+        elif cacheable and keyed and self.store.has(decision.key):
             decision.status = "cached"
-        elif not self.cacheable(node):
+        elif not cacheable:
             decision.reasons = ["caching is off for this step" if self.cache else "caching is off"]
         else:
             previous = self.previous.get(node.id)
+            upstream: dict[str, str] = {}
             if previous is not None:
                 previous = {**self.previous_components(node.id), **previous}
-            upstream = {self.keys[u]: u for u in node.upstream}
+                upstream = {self.keys[u]: u for u in node.upstream}
             decision.reasons = explain(previous, decision.components or {}, upstream) or [
                 "it failed last time" if previous and previous.get("_failed")
                 else "artifact missing from the store"]

@@ -187,13 +187,19 @@ def call_provider(provider: Provider, root: Path | None) -> Any:
                        **{k: resolve(v) for k, v in provider.kwargs.items()})
 
 
+@functools.lru_cache(maxsize=4096)
+def _apply(cls: type) -> tuple[Callable[..., Any], str]:
+    """The ``apply()`` a step class defines, and the name of its first parameter (the step)."""
+    fn = cls.apply.__qflow_original__
+    return fn, next(iter(signature(fn).parameters))
+
+
 def _call(task: NodeTask, context: Context, emit: Emit, metrics: list[dict[str, Any]]) -> Any:
     if task.kind == "provider":
         return call_provider(task.obj, context.root)
     step = task.obj
-    fn = type(step).apply.__qflow_original__
-    arguments = {next(iter(signature(fn).parameters)): step,
-                 **{k: context.resolve(v) for k, v in task.inputs.items()}}
+    fn, itself = _apply(type(step))
+    arguments = {itself: step, **{k: context.resolve(v) for k, v in task.inputs.items()}}
     last: list[Any] = [None]  # reported, then also yielded (``yield bar.update(1)``): once
 
     def forward(info: RuntimeInfo) -> None:

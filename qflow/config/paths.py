@@ -25,9 +25,13 @@ _LOCAL_PROTOCOLS = ("file://", "local://")
 
 def find_project_root(start: Path | str | None = None) -> Path | None:
     """The nearest folder at or above ``start`` that holds ``configs/project.yaml``."""
-    folder = os.path.realpath(start or os.getcwd())  # os.path, several times faster than
-    while True:  # pathlib here: every run starts with this walk up to the file system's root
-        if os.path.isfile(os.path.join(folder, PROJECT_MARKER)):
+    return _project_root(os.path.realpath(start or os.getcwd()))
+
+
+def _project_root(folder: str) -> Path | None:
+    """:func:`find_project_root` from the resolved path ``folder``."""
+    while True:  # os.path, several times faster than pathlib here: every run starts with
+        if os.path.isfile(os.path.join(folder, PROJECT_MARKER)):  # this walk to the root
             return Path(folder)
         parent = os.path.dirname(folder)
         if parent == folder:
@@ -110,7 +114,7 @@ class Paths:
     def discover(cls, start: Path | str | None = None) -> Paths:
         """The project around ``start``, else ``start`` itself (embedded defaults in ``./.qflow``)."""
         here = os.path.realpath(start or os.getcwd())
-        return cls(find_project_root(here) or Path(here))
+        return cls(_project_root(here) or Path(here))
 
     @classmethod
     def from_settings(cls, root: Path, settings: PathsSettings) -> Paths:

@@ -46,10 +46,17 @@ class _Lenient(dict):  # type: ignore[type-arg]
         return _Unresolved()
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolved(fn: Any) -> dict[str, Any]:
+    """``typing.get_type_hints(fn)``, once per function (shared: not to be changed). A name
+    that does not resolve raises, which is not remembered: it may be defined later."""
+    return typing.get_type_hints(fn)
+
+
 def _hints(fn: Any) -> dict[str, Any]:
     """``fn``'s annotations, evaluated; names that cannot be resolved become placeholders."""
     try:
-        return typing.get_type_hints(fn)
+        return _resolved(fn)
     except Exception:
         pass
     out = {}

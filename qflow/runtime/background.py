@@ -68,8 +68,12 @@ class LineFile:
                 return
             data, self._pending = "".join(self._pending).encode(), []
             if self._fd is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                try:
+                    self._fd = os.open(self.path, flags, 0o644)
+                except FileNotFoundError:  # its folder is made only when missing
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._fd = os.open(self.path, flags, 0o644)
             view = memoryview(data)
             while view:  # one write, unless the disk is full or a signal cut it short
                 view = view[os.write(self._fd, view):]

@@ -51,10 +51,14 @@ def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
     With ``sync`` the new content is durable when this returns; without, a power cut may lose
     it (for documents that only save work, such as caches of what is known).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
     try:
-        with open(tmp, "wb") as f:
+        try:
+            f = open(tmp, "wb")
+        except FileNotFoundError:  # its folder is made only when missing (one call less)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")
+        with f:
             f.write(data)
             if sync:
                 f.flush()

@@ -252,3 +252,21 @@ def test_an_invalid_node_name_is_refused_where_it_is_given(bad):
         qflow.name(Total(), bad)
     with pytest.raises(GraphBuildError, match="takes a step instance"):
         qflow.name(Total, "total")
+
+
+def test_an_annotation_naming_what_is_not_defined_yet_resolves_once_it_is():
+    """Annotations are evaluated once per function, except those that did not resolve (a
+    notebook may define the name in a later cell)."""
+    from qflow.graph.build import _hints
+
+    namespace: dict[str, Any] = {}
+    exec("def run(self, x: 'Later') -> int:\n    return 1", namespace)  # noqa: S102
+    assert _hints(namespace["run"])["x"] is not None
+    assert _hints(namespace["run"])["return"] is int
+
+    class Later:
+        pass
+
+    namespace["Later"] = Later
+    assert _hints(namespace["run"])["x"] is Later
+    assert _hints(namespace["run"]) is _hints(namespace["run"])  # resolved: remembered

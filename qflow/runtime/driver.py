@@ -288,8 +288,8 @@ class Driver:
         record.status = "running"
         record.metrics = []
         self.observer.node_started(run=self.run_state, node=record)
-        after = [self._flying[u] for u in self._upstream[node.id] if u in self._flying] \
-            if self._flying else []
+        flying = self._flying
+        after = [flying[u] for u in self._upstream[node.id] if u in flying] if flying else []
         task = self.task(node)
         # what the run logged before the step starts is in the files by then (its code may
         # kill this process: SIGKILL, OOM), and so is the record saying the run is running
@@ -358,10 +358,12 @@ class Driver:
 
     def _schedule(self) -> None:
         waiting = list(self.graph.nodes.values())
+        settled = self._settled
         while waiting or self._flying:
             still = []
             for node in waiting:
-                if all(u in self._settled or self._known(u) for u in self._upstream[node.id]):
+                upstream = self._upstream[node.id]
+                if settled.issuperset(upstream) or all(map(self._known, upstream)):
                     self._visit(node)
                 else:
                     still.append(node)

@@ -91,8 +91,8 @@ def node_entry(node: NodeRun) -> dict[str, Any]:
 
 
 def entry_json(node: NodeRun) -> str:
-    """:func:`node_entry` of ``node`` as compact JSON; a node without metrics nor error (every
-    step of most runs) is written here without building the dict."""
+    """:func:`node_entry` of ``node`` as compact JSON; a node with neither metrics nor an
+    error (every step of most runs) is written here without building the dict."""
     duration = node.duration
     if node.metrics or node.error is not None or type(duration) is not float \
             or duration - duration != 0.0:  # (not finite)

@@ -27,7 +27,7 @@ from typing import Any
 from qflow.errors import ConfigError
 from qflow.runtime.background import Deferred, sync_soon
 from qflow.runtime.events import NodeRun, Observer, RunState
-from qflow.runtime.stream import EventLog, dumps, entry_json, graph_json, node_entry, summary
+from qflow.runtime.stream import EventLog, dumps, entry_json, graph_json, summary
 from qflow.store.atomic import atomic_write_bytes, process_alive
 
 KERNEL_EVENTS = "kernel-events.jsonl"
@@ -133,17 +133,12 @@ class RunRecorder(Observer):
     def _nodes_json(self, run: RunState) -> str:
         """The record's ``nodes`` as JSON. What was encoded already is not encoded again: a
         node's entry as its ``node_finished`` event logged it (unless the node changed since),
-        its components as the text its key was hashed from; a node still pending is the
-        pending entry with its id and kind."""
+        its components as the text its key was hashed from."""
         parts = []
         for nid, node in run.nodes.items():
             known = self._entries.get(nid)
-            if known is not None and known[0] == _state(node):
-                text = known[1]
-            elif _state(node) == _PENDING_STATE:
-                text = f'{{"id":{_string(nid)},"kind":{_string(node.kind)}{_PENDING}'
-            else:
-                text = entry_json(node)
+            text = known[1] if known is not None and known[0] == _state(node) \
+                else entry_json(node)
             if node.components is not None:
                 components = node.components_json or dumps(node.components)
                 text = f'{text[:-1]},"components":{components}}}'
@@ -157,9 +152,6 @@ def _state(node: NodeRun) -> tuple[Any, ...]:
             node.error)
 
 
-_PENDING_STATE = _state(NodeRun(id="", kind=""))
-_PENDING = dumps(node_entry(NodeRun(id="", kind="")))[len('{"id":"","kind":""'):]
-"""A pending node's entry after its id and kind."""
 
 
 def effective_status(record: dict[str, Any]) -> str:
